@@ -1,0 +1,142 @@
+//! The `.lvbak` layer over the ZIP container: typed entry names, the
+//! manifest and trailer, NDJSON rows, files, digests and verification.
+
+mod reader;
+mod verify;
+mod writer;
+
+pub use reader::{Archive, Entry, Row, Rows};
+pub use verify::{verify, Depth, Problem, Report};
+pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
+
+use crate::container::ContainerError;
+use crate::entry_name::NameError;
+use crate::manifest::ManifestError;
+use crate::ndjson::LineError;
+
+/// Errors of the archive layer. Each carries the entry (and line) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// A ZIP-level problem.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// A name outside the allowlist.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Two entries with the same name (after reading `\` as `/`).
+    #[error("entry {entry} appears more than once")]
+    DuplicateName {
+        /// The name.
+        entry: String,
+    },
+    /// No `manifest.json`.
+    #[error("no manifest.json: not a .lvbak archive")]
+    NoManifest,
+    /// The manifest was refused.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An entry larger than its cap.
+    #[error("entry {entry} is {size} bytes, over the cap of {limit} bytes ({hint})")]
+    EntryTooLarge {
+        /// The entry.
+        entry: String,
+        /// Declared size.
+        size: u64,
+        /// The cap.
+        limit: u64,
+        /// Which `Limits` field to raise.
+        hint: &'static str,
+    },
+    /// More text entries than allowed.
+    #[error("archive has {count} text entries, over the limit of {limit} (raise Limits::max_text_entries)")]
+    TooManyTextEntries {
+        /// Count.
+        count: u64,
+        /// Limit.
+        limit: u64,
+    },
+    /// The declared uncompressed total is over the limit.
+    #[error("archive declares {declared} uncompressed bytes, over the limit of {limit} (raise Limits::max_total_uncompressed_bytes)")]
+    TotalTooLarge {
+        /// Declared total.
+        declared: u64,
+        /// Limit.
+        limit: u64,
+    },
+    /// A bad NDJSON line.
+    #[error("{entry} line {line}: {source}")]
+    Line {
+        /// The entry (`database/T.ndjson`, …).
+        entry: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        source: LineError,
+    },
+    /// A JSON entry (`secrets/index.json`) that is not valid JSON.
+    #[error("{entry}: {message}")]
+    Json {
+        /// The entry.
+        entry: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The requested table or file is not in the archive.
+    #[error("entry {entry} is not in the archive")]
+    NotFound {
+        /// The entry looked for.
+        entry: String,
+    },
+    /// A row handed to the writer is not a one-line JSON object.
+    #[error("{entry}: row {row} cannot be written: {source}")]
+    BadRow {
+        /// The table entry.
+        entry: String,
+        /// 1-based row number.
+        row: u64,
+        /// What is wrong.
+        source: LineError,
+    },
+    /// The writer was used out of order.
+    #[error("writer misuse: {0}")]
+    Writer(String),
+}
+
+impl ArchiveError {
+    /// The entry name this error is about, if any.
+    pub fn entry(&self) -> Option<&str> {
+        match self {
+            ArchiveError::Container(c) => c.entry(),
+            ArchiveError::Name(n) => Some(&n.name),
+            ArchiveError::DuplicateName { entry }
+            | ArchiveError::EntryTooLarge { entry, .. }
+            | ArchiveError::Line { entry, .. }
+            | ArchiveError::Json { entry, .. }
+            | ArchiveError::NotFound { entry }
+            | ArchiveError::BadRow { entry, .. } => Some(entry),
+            ArchiveError::NoManifest | ArchiveError::Manifest(_) => Some("manifest.json"),
+            _ => None,
+        }
+    }
+
+    /// A short stable code for scripts (`--json` output).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ArchiveError::Container(ContainerError::SizeMismatch { .. }) => "size_mismatch",
+            ArchiveError::Container(ContainerError::CrcMismatch { .. }) => "crc_mismatch",
+            ArchiveError::Container(ContainerError::DigestMismatch { .. }) => "digest_mismatch",
+            ArchiveError::Container(_) => "container",
+            ArchiveError::Name(_) => "bad_name",
+            ArchiveError::DuplicateName { .. } => "duplicate_name",
+            ArchiveError::NoManifest => "no_manifest",
+            ArchiveError::Manifest(_) => "bad_manifest",
+            ArchiveError::EntryTooLarge { .. } | ArchiveError::TooManyTextEntries { .. } | ArchiveError::TotalTooLarge { .. } => "limit",
+            ArchiveError::Line { source: LineError::TooLong { .. }, .. } => "line_too_long",
+            ArchiveError::Line { .. } => "bad_line",
+            ArchiveError::Json { .. } => "bad_json",
+            ArchiveError::NotFound { .. } => "not_found",
+            ArchiveError::BadRow { .. } => "bad_row",
+            ArchiveError::Writer(_) => "writer",
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! [`Archive`]: reading a `.lvbak` over any `Read + Seek`.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Seek};
+
+use serde_json::{Map, Value};
+
+use super::ArchiveError;
+use crate::container::{CentralDirectory, CentralEntry, ContainerError, EntryReader};
+use crate::entry_name::{Bucket, EntryName};
+use crate::manifest::{Manifest, Trailer};
+use crate::ndjson::{check_line, LineKind, LineReader, ReadLineError};
+use crate::Limits;
+
+/// One entry: its parsed name and what the central directory says of it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The parsed name.
+    pub name: EntryName,
+    /// The central directory record.
+    pub central: CentralEntry,
+}
+
+/// An open archive: central directory checked, manifest parsed, trailer
+/// merged. Entry bodies are read on demand, one at a time, through
+/// [`Archive::rows`], [`Archive::file`] and [`Archive::entry_reader`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let file = std::fs::File::open("backup.lvbak")?;
+/// let mut archive = lvbak::Archive::open(file, lvbak::Limits::default())?;
+/// println!("archive {}", archive.manifest().archive_id);
+/// for table in archive.tables() {
+///     let mut n = 0;
+///     for row in archive.rows(&table)? {
+///         let _row = row?;
+///         n += 1;
+///     }
+///     println!("{table}: {n} rows");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Archive<R> {
+    reader: R,
+    entries: Vec<Entry>,
+    by_name: HashMap<EntryName, usize>,
+    manifest: Manifest,
+    trailer: Option<Trailer>,
+    trailer_ignored: bool,
+    limits: Limits,
+    file_len: u64,
+}
+
+impl<R> std::fmt::Debug for Archive<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("archive_id", &self.manifest.archive_id)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the directory against names, duplicates, limits and overlap.
+/// Returns the entries (those with valid names) and every problem found.
+pub(crate) fn index_entries(cd: &CentralDirectory, limits: &Limits) -> (Vec<Entry>, Vec<ArchiveError>) {
+    let mut problems: Vec<ArchiveError> = Vec::new();
+    let mut entries = Vec::with_capacity(cd.entries.len());
+    let mut seen: HashMap<EntryName, ()> = HashMap::with_capacity(cd.entries.len());
+    let mut text = 0u64;
+    let mut total = 0u64;
+    for c in &cd.entries {
+        total = total.saturating_add(c.uncompressed_size);
+        match EntryName::parse(&c.name) {
+            Ok(name) => {
+                if name.is_text() {
+                    text += 1;
+                }
+                if seen.insert(name.clone(), ()).is_some() {
+                    problems.push(ArchiveError::DuplicateName { entry: name.to_string() });
+                    continue;
+                }
+                entries.push(Entry { name, central: c.clone() });
+            }
+            Err(e) => problems.push(e.into()),
+        }
+    }
+    if text > limits.max_text_entries {
+        problems.push(ArchiveError::TooManyTextEntries {
+            count: text,
+            limit: limits.max_text_entries,
+        });
+    }
+    if total > limits.max_total_uncompressed_bytes {
+        problems.push(ArchiveError::TotalTooLarge {
+            declared: total,
+            limit: limits.max_total_uncompressed_bytes,
+        });
+    }
+    problems.extend(cd.entry_problems().into_iter().map(ArchiveError::from));
+    (entries, problems)
+}
+
+impl<R: Read + Seek> Archive<R> {
+    /// Opens an archive: locates and checks the central directory, checks
+    /// every name against the allowlist, refuses duplicates, overlaps,
+    /// encrypted entries and unknown methods, then reads the manifest and
+    /// the trailer. Cost grows with the number of entries, not their size.
+    pub fn open(mut reader: R, limits: Limits) -> Result<Archive<R>, ArchiveError> {
+        let cd = CentralDirectory::read(&mut reader, &limits)?;
+        let (entries, mut problems) = index_entries(&cd, &limits);
+        if !problems.is_empty() {
+            return Err(problems.swap_remove(0));
+        }
+        Archive::from_parts(reader, cd.file_len, entries, limits)
+    }
+
+    pub(crate) fn from_parts(reader: R, file_len: u64, entries: Vec<Entry>, limits: Limits) -> Result<Archive<R>, ArchiveError> {
+        let (a, mut problems) = Archive::from_parts_lenient(reader, file_len, entries, limits);
+        match problems.is_empty() {
+            true => Ok(a),
+            false => Err(problems.swap_remove(0)),
+        }
+    }
+
+    /// Like `from_parts`, but a bad manifest or trailer is reported rather
+    /// than fatal (the placeholder manifest is empty): for verification.
+    pub(crate) fn from_parts_lenient(reader: R, file_len: u64, entries: Vec<Entry>, limits: Limits) -> (Archive<R>, Vec<ArchiveError>) {
+        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let mut a = Archive {
+            reader,
+            entries,
+            by_name,
+            manifest: Manifest::new("", 0),
+            trailer: None,
+            trailer_ignored: false,
+            limits,
+            file_len,
+        };
+        let mut problems = Vec::new();
+        match a.read_json_entry(&EntryName::Manifest, a.limits.max_manifest_bytes, "Limits::max_manifest_bytes") {
+            Ok(Some(raw)) => match Manifest::parse(&raw, a.limits.max_json_depth) {
+                Ok(m) => a.manifest = m,
+                Err(e) => problems.push(e.into()),
+            },
+            Ok(None) => problems.push(ArchiveError::NoManifest),
+            Err(e) => problems.push(e),
+        }
+        match a.read_json_entry(&EntryName::Trailer, a.limits.max_trailer_bytes, "Limits::max_trailer_bytes") {
+            Ok(Some(bytes)) => {
+                a.trailer = Trailer::parse(&bytes, a.limits.max_json_depth);
+                a.trailer_ignored = a.trailer.is_none();
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+        (a, problems)
+    }
+
+    fn read_json_entry(&mut self, name: &EntryName, cap: u64, hint: &'static str) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let Some(&i) = self.by_name.get(name) else {
+            return Ok(None);
+        };
+        let size = self.entries[i].central.uncompressed_size;
+        if size > cap {
+            return Err(ArchiveError::EntryTooLarge {
+                entry: name.to_string(),
+                size,
+                limit: cap,
+                hint,
+            });
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        let mut r = self.entry_reader(i)?;
+        r.read_to_end(&mut out).map_err(ContainerError::from_io)?;
+        Ok(Some(out))
+    }
+}
+
+impl<R> Archive<R> {
+    /// The manifest, with the trailer's `counts` and `missingFiles` merged
+    /// in as the server does (see [`Archive::merged_counts`]).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The parsed trailer, if present and valid.
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    /// True when a trailer exists but is not a JSON object (the server
+    /// ignores it silently; lvbak reports it).
+    pub fn trailer_ignored(&self) -> bool {
+        self.trailer_ignored
+    }
+
+    /// Per-table counts: the trailer's when present, else the manifest's.
+    pub fn merged_counts(&self) -> &[(String, u64)] {
+        match &self.trailer {
+            Some(t) if t.raw.get("counts").is_some_and(Value::is_object) => &t.counts,
+            _ => &self.manifest.counts,
+        }
+    }
+
+    /// Missing files: the trailer's when present, else the manifest's.
+    pub fn merged_missing_files(&self) -> &[String] {
+        match &self.trailer {
+            Some(t) if t.raw.get("missingFiles").is_some_and(Value::is_array) => &t.missing_files,
+            _ => &self.manifest.missing_files,
+        }
+    }
+
+    /// Every entry, in central-directory order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Archive file size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Table names with a `database/` entry, in archive order.
+    pub fn tables(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.name {
+                EntryName::Table(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Vector table names with a `lancedb/` entry, in archive order.
+    pub fn vector_tables(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.name {
+                EntryName::VectorTable(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The index of an entry by name.
+    pub fn find(&self, name: &EntryName) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The line cap in force for this archive's NDJSON.
+    pub fn line_cap(&self) -> u64 {
+        self.limits.line_cap(self.manifest.ndjson_format_version)
+    }
+
+    /// The recorded SHA-256 of an entry (lvbak trailer field), if any.
+    pub fn recorded_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
+        self.trailer.as_ref().and_then(|t| t.digest(&name.to_string()))
+    }
+}
+
+impl<R: Read + Seek> Archive<R> {
+    /// A checked reader over entry `index` (see [`EntryReader`]); when the
+    /// trailer records a digest for it, the digest is checked too.
+    pub fn entry_reader(&mut self, index: usize) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let Some(e) = self.entries.get(index) else {
+            return Err(ArchiveError::NotFound {
+                entry: format!("#{index}"),
+            });
+        };
+        let digest = self.trailer.as_ref().and_then(|t| t.digest(&e.name.to_string()));
+        let mut r = EntryReader::new(&mut self.reader, &e.central)?;
+        if let Some(d) = digest {
+            r.expect_sha256(d);
+        }
+        Ok(r)
+    }
+
+    /// The rows of `database/{table}.ndjson`, one line at a time.
+    pub fn rows(&mut self, table: &str) -> Result<Rows<'_, R>, ArchiveError> {
+        self.ndjson(EntryName::Table(table.to_owned()))
+    }
+
+    /// The rows of `lancedb/{table}.ndjson`.
+    pub fn vector_rows(&mut self, table: &str) -> Result<Rows<'_, R>, ArchiveError> {
+        self.ndjson(EntryName::VectorTable(table.to_owned()))
+    }
+
+    /// Rows of any NDJSON entry (tables, vector tables, `secrets/encrypted.ndjson`).
+    pub fn ndjson(&mut self, name: EntryName) -> Result<Rows<'_, R>, ArchiveError> {
+        let Some(i) = self.find(&name) else {
+            return Err(ArchiveError::NotFound { entry: name.to_string() });
+        };
+        let cap = self.line_cap();
+        let depth = self.limits.max_json_depth;
+        let r = self.entry_reader(i)?;
+        Ok(Rows {
+            lines: LineReader::new(BufReader::with_capacity(64 * 1024, r), cap),
+            entry: name.to_string(),
+            depth,
+            failed: false,
+        })
+    }
+
+    /// A checked reader over `files/{bucket}/{name}`.
+    pub fn file(&mut self, bucket: Bucket, name: &str) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let key = EntryName::File {
+            bucket,
+            name: name.to_owned(),
+        };
+        match self.find(&key) {
+            Some(i) => self.entry_reader(i),
+            None => Err(ArchiveError::NotFound { entry: key.to_string() }),
+        }
+    }
+
+    /// Reads a whole small entry (e.g. `secrets/index.json`) up to `cap` bytes.
+    pub fn read_small(&mut self, name: &EntryName, cap: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+        self.read_json_entry(name, cap, "the cap for this entry")
+    }
+
+    pub(crate) fn reader_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}
+
+/// One row: the exact bytes of one NDJSON line (a JSON object), with its
+/// line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    text: String,
+    line: u64,
+}
+
+impl Row {
+    /// A row from a line the caller has checked to be a JSON object.
+    pub(crate) fn new(text: String, line: u64) -> Row {
+        Row { text, line }
+    }
+
+    /// The line, exactly as stored (no `\n`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The line number in its entry (1-based).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Parses the row into an ordered JSON object.
+    pub fn to_object(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        serde_json::from_str(&self.text)
+    }
+
+    /// The line as an owned string.
+    pub fn into_string(self) -> String {
+        self.text
+    }
+}
+
+/// A streaming iterator over the rows of one NDJSON entry. Blank lines and
+/// falsy values are skipped as the server skips them; any other problem is
+/// an [`ArchiveError::Line`] naming the entry and line, after which the
+/// iterator ends.
+pub struct Rows<'a, R: Read> {
+    lines: LineReader<BufReader<EntryReader<'a, R>>>,
+    entry: String,
+    depth: u32,
+    failed: bool,
+}
+
+impl<R: Read> Rows<'_, R> {
+    /// The entry being read.
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    /// The next row, borrowing the line buffer (no allocation).
+    pub fn next_line(&mut self) -> Result<Option<(u64, &str)>, ArchiveError> {
+        if self.failed {
+            return Ok(None);
+        }
+        loop {
+            let line = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.failed = true;
+                    let line = self.lines.line_no();
+                    return Err(match e {
+                        ReadLineError::TooLong { line, cap } => ArchiveError::Line {
+                            entry: self.entry.clone(),
+                            line,
+                            source: crate::ndjson::LineError::TooLong { cap },
+                        },
+                        ReadLineError::Io(io) => {
+                            let _ = line;
+                            ArchiveError::Container(ContainerError::from_io(io))
+                        }
+                    });
+                }
+            };
+            match check_line(line, self.depth) {
+                Ok(LineKind::Object) => {}
+                Ok(LineKind::Falsy) => continue,
+                Err(source) => {
+                    self.failed = true;
+                    return Err(ArchiveError::Line {
+                        entry: self.entry.clone(),
+                        line: self.lines.line_no(),
+                        source,
+                    });
+                }
+            }
+            let n = self.lines.line_no();
+            // check_line verified UTF-8, so this cannot fail; map it anyway.
+            let line = self.lines_buffer(n)?;
+            return Ok(Some((n, line)));
+        }
+    }
+
+    fn lines_buffer(&self, n: u64) -> Result<&str, ArchiveError> {
+        std::str::from_utf8(self.lines_last()).map_err(|e| ArchiveError::Line {
+            entry: self.entry.clone(),
+            line: n,
+            source: crate::ndjson::LineError::NotUtf8 { at: e.valid_up_to() },
+        })
+    }
+
+    fn lines_last(&self) -> &[u8] {
+        self.lines.last_line()
+    }
+}
+
+impl<R: Read> Iterator for Rows<'_, R> {
+    type Item = Result<Row, ArchiveError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_line() {
+            Ok(Some((n, s))) => Some(Ok(Row::new(s.to_owned(), n))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! Reading: the central directory (the authority), local-header checks, and
+//! a checked `Read` over one entry.
+
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Take};
+
+use sha2::{Digest, Sha256};
+
+use super::records::{self, *};
+use super::ContainerError;
+use crate::Limits;
+
+/// Largest tail the EOCD search reads: 65,535 comment bytes plus the record.
+const MAX_TAIL: u64 = 65_535 + EOCD_LEN as u64;
+
+/// One entry as the central directory describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CentralEntry {
+    /// Position in the central directory.
+    pub index: usize,
+    /// Name, decoded as UTF-8 (whatever bit 11 says, like the server).
+    pub name: String,
+    /// Version made by.
+    pub version_made_by: u16,
+    /// Version needed to extract.
+    pub version_needed: u16,
+    /// General purpose flags.
+    pub flags: u16,
+    /// Compression method.
+    pub method: u16,
+    /// DOS time.
+    pub time: u16,
+    /// DOS date.
+    pub date: u16,
+    /// CRC-32 of the uncompressed bytes.
+    pub crc32: u32,
+    /// Compressed size (ZIP64 value when present).
+    pub compressed_size: u64,
+    /// Uncompressed size (ZIP64 value when present).
+    pub uncompressed_size: u64,
+    /// Offset of the local header (ZIP64 value when present).
+    pub local_offset: u64,
+    /// External attributes.
+    pub external_attr: u32,
+    /// Whether sizes or offset came from a ZIP64 extra.
+    pub zip64: bool,
+    /// Where this entry's space ends: the next local header in offset
+    /// order, or the start of the central directory.
+    pub space_end: u64,
+}
+
+impl CentralEntry {
+    /// True when a data descriptor follows the data.
+    pub fn has_descriptor(&self) -> bool {
+        self.flags & FLAG_DESCRIPTOR != 0
+    }
+
+    /// The smallest number of bytes this entry occupies from its local header.
+    fn min_span(&self) -> u64 {
+        LOCAL_LEN as u64 + self.name.len() as u64 + self.compressed_size
+    }
+}
+
+/// The located and parsed central directory of an archive.
+#[derive(Debug, Clone)]
+pub struct CentralDirectory {
+    /// Entries in central-directory order.
+    pub entries: Vec<CentralEntry>,
+    /// Archive file length.
+    pub file_len: u64,
+    /// Offset of the central directory.
+    pub cd_offset: u64,
+    /// Size of the central directory.
+    pub cd_size: u64,
+    /// Whether the archive uses the ZIP64 end records.
+    pub zip64: bool,
+}
+
+fn rec(context: &str) -> impl FnOnce(RecordError) -> ContainerError + '_ {
+    move |source| ContainerError::Record {
+        context: context.to_owned(),
+        source,
+    }
+}
+
+fn read_exact_at<R: Read + Seek>(r: &mut R, at: u64, buf: &mut [u8]) -> Result<(), ContainerError> {
+    r.seek(SeekFrom::Start(at))?;
+    r.read_exact(buf)?;
+    Ok(())
+}
+
+impl CentralDirectory {
+    /// Locates the end records the way the server does (FORMAT.md §1.4),
+    /// then reads and parses every central header, within `limits`.
+    ///
+    /// Structural problems (no end record, bounds, counts) are errors here;
+    /// per-entry problems (method, encryption, overlap) are left to
+    /// [`CentralDirectory::entry_problems`] so a verifier can list them all.
+    pub fn read<R: Read + Seek>(r: &mut R, limits: &Limits) -> Result<CentralDirectory, ContainerError> {
+        let file_len = r.seek(SeekFrom::End(0))?;
+        if file_len > limits.max_archive_bytes {
+            return Err(ContainerError::ArchiveTooLarge {
+                size: file_len,
+                limit: limits.max_archive_bytes,
+            });
+        }
+        let mut magic = [0u8; 4];
+        if file_len < 4 {
+            return Err(ContainerError::NotZip);
+        }
+        read_exact_at(r, 0, &mut magic)?;
+        if u32::from_le_bytes(magic) != LOCAL_SIG {
+            return Err(ContainerError::NotZip);
+        }
+        let tail_len = file_len.min(MAX_TAIL);
+        let tail_start = file_len - tail_len;
+        let mut tail = vec![0u8; tail_len as usize];
+        read_exact_at(r, tail_start, &mut tail)?;
+        let candidates = eocd_candidates(&tail);
+        let pos_in_tail = match candidates.as_slice() {
+            [] => return Err(ContainerError::NoEocd),
+            [one] => *one,
+            many => return Err(ContainerError::AmbiguousEocd { count: many.len() }),
+        };
+        let eocd_pos = tail_start + pos_in_tail as u64;
+        let eocd = parse_eocd(&tail[pos_in_tail..]).map_err(rec("end of central directory"))?;
+
+        let (entries, cd_size, cd_offset, records_start, zip64) = if eocd.wants_zip64() {
+            if eocd_pos < LOCATOR_LEN as u64 {
+                return Err(ContainerError::Record {
+                    context: "ZIP64 locator".into(),
+                    source: RecordError::Truncated {
+                        record: "ZIP64 locator",
+                        needed: LOCATOR_LEN,
+                        available: eocd_pos as usize,
+                    },
+                });
+            }
+            let loc_pos = eocd_pos - LOCATOR_LEN as u64;
+            let mut lb = [0u8; LOCATOR_LEN];
+            read_exact_at(r, loc_pos, &mut lb)?;
+            let loc = parse_zip64_locator(&lb).map_err(rec("ZIP64 locator"))?;
+            let rec_end = loc.record_offset.checked_add(ZIP64_EOCD_LEN as u64);
+            if rec_end.is_none_or(|end| end > loc_pos) {
+                return Err(ContainerError::Record {
+                    context: "ZIP64 end of central directory".into(),
+                    source: RecordError::Truncated {
+                        record: "ZIP64 end of central directory (offset points outside the archive)",
+                        needed: ZIP64_EOCD_LEN,
+                        available: 0,
+                    },
+                });
+            }
+            let mut zb = [0u8; ZIP64_EOCD_LEN];
+            read_exact_at(r, loc.record_offset, &mut zb)?;
+            let z = parse_zip64_eocd(&zb).map_err(rec("ZIP64 end of central directory"))?;
+            let checks = [
+                ("entry count", z.entries, u64::from(eocd.entries), eocd.entries != SENTINEL16),
+                ("directory size", z.cd_size, u64::from(eocd.cd_size), eocd.cd_size != SENTINEL32),
+                ("directory offset", z.cd_offset, u64::from(eocd.cd_offset), eocd.cd_offset != SENTINEL32),
+            ];
+            for (field, zip64, classic, applies) in checks {
+                if applies && zip64 != classic {
+                    return Err(ContainerError::Zip64Mismatch { field, zip64, classic });
+                }
+            }
+            (z.entries, z.cd_size, z.cd_offset, loc.record_offset, true)
+        } else {
+            (
+                u64::from(eocd.entries),
+                u64::from(eocd.cd_size),
+                u64::from(eocd.cd_offset),
+                eocd_pos,
+                false,
+            )
+        };
+
+        if entries > limits.max_entries {
+            return Err(ContainerError::TooManyEntries {
+                declared: entries,
+                limit: limits.max_entries,
+            });
+        }
+        if cd_size > limits.max_central_directory_bytes {
+            return Err(ContainerError::CentralDirectoryTooLarge {
+                size: cd_size,
+                limit: limits.max_central_directory_bytes,
+            });
+        }
+        match cd_offset.checked_add(cd_size) {
+            Some(end) if end <= records_start => {}
+            _ => {
+                return Err(ContainerError::CentralDirectoryOutOfBounds {
+                    offset: cd_offset,
+                    size: cd_size,
+                })
+            }
+        }
+        if entries.saturating_mul(CENTRAL_LEN as u64) > cd_size {
+            return Err(ContainerError::CentralDirectoryMismatch {
+                declared: entries,
+                size: cd_size,
+            });
+        }
+
+        r.seek(SeekFrom::Start(cd_offset))?;
+        let mut cd = BufReader::with_capacity(256 * 1024, r.by_ref().take(cd_size));
+        let mut out = Vec::with_capacity(entries.min(65_536) as usize);
+        let mut fixed = [0u8; CENTRAL_LEN];
+        let mut var = Vec::new();
+        let mut consumed = 0u64;
+        for index in 0..entries as usize {
+            let ctx = || format!("central directory header #{index}");
+            if let Err(e) = cd.read_exact(&mut fixed) {
+                return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    ContainerError::CentralDirectoryMismatch {
+                        declared: entries,
+                        size: cd_size,
+                    }
+                } else {
+                    e.into()
+                });
+            }
+            let h = parse_central_fixed(&fixed).map_err(|source| ContainerError::Record {
+                context: ctx(),
+                source,
+            })?;
+            var.resize(h.total_len() - CENTRAL_LEN, 0);
+            cd.read_exact(&mut var).map_err(|_| ContainerError::CentralDirectoryMismatch {
+                declared: entries,
+                size: cd_size,
+            })?;
+            consumed += h.total_len() as u64;
+            let nl = usize::from(h.name_len);
+            let name_bytes = &var[..nl];
+            let extra = &var[nl..nl + usize::from(h.extra_len)];
+            let name = match std::str::from_utf8(name_bytes) {
+                Ok(s) => s.to_owned(),
+                Err(_) => {
+                    return Err(ContainerError::NameNotUtf8 {
+                        index,
+                        lossy: String::from_utf8_lossy(name_bytes).into_owned(),
+                    })
+                }
+            };
+            let wants = (
+                h.uncompressed_size == SENTINEL32,
+                h.compressed_size == SENTINEL32,
+                h.local_offset == SENTINEL32,
+            );
+            // Like the server: the extra is consulted only when it exists and
+            // a field holds the sentinel. Unlike the server, a sentinel with
+            // no ZIP64 block is an error rather than a 4 GiB size.
+            let z = if wants.0 || wants.1 || wants.2 {
+                parse_zip64_extra(extra, wants.0, wants.1, wants.2).map_err(|source| ContainerError::Record {
+                    context: format!("entry {name}"),
+                    source,
+                })?
+            } else {
+                Zip64Values::default()
+            };
+            out.push(CentralEntry {
+                index,
+                version_made_by: h.version_made_by,
+                version_needed: h.version_needed,
+                flags: h.flags,
+                method: h.method,
+                time: h.time,
+                date: h.date,
+                crc32: h.crc32,
+                compressed_size: z.compressed.unwrap_or(u64::from(h.compressed_size)),
+                uncompressed_size: z.uncompressed.unwrap_or(u64::from(h.uncompressed_size)),
+                local_offset: z.offset.unwrap_or(u64::from(h.local_offset)),
+                external_attr: h.external_attr,
+                zip64: z != Zip64Values::default(),
+                space_end: cd_offset,
+                name,
+            });
+        }
+        if consumed != cd_size {
+            return Err(ContainerError::CentralDirectoryMismatch {
+                declared: entries,
+                size: cd_size,
+            });
+        }
+        // Each entry's space ends where the next local header (by offset) begins.
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by_key(|&i| (out[i].local_offset, i));
+        for w in order.windows(2) {
+            let next_offset = out[w[1]].local_offset;
+            out[w[0]].space_end = next_offset;
+        }
+        Ok(CentralDirectory {
+            entries: out,
+            file_len,
+            cd_offset,
+            cd_size,
+            zip64,
+        })
+    }
+
+    /// Per-entry problems visible from the central directory alone: the
+    /// encrypted flag, unsupported methods, data outside the archive and
+    /// overlapping entries. Every problem is listed.
+    pub fn entry_problems(&self) -> Vec<ContainerError> {
+        let mut problems = Vec::new();
+        for e in &self.entries {
+            if e.flags & FLAG_ENCRYPTED != 0 {
+                problems.push(ContainerError::Encrypted { entry: e.name.clone() });
+            }
+            if e.method != METHOD_STORED && e.method != METHOD_DEFLATED {
+                problems.push(ContainerError::UnsupportedMethod {
+                    entry: e.name.clone(),
+                    method: e.method,
+                });
+            }
+            let end = e.local_offset.checked_add(e.min_span());
+            if end.is_none_or(|end| end > self.cd_offset) {
+                problems.push(ContainerError::OutOfBounds {
+                    entry: e.name.clone(),
+                    limit: self.cd_offset,
+                });
+            }
+        }
+        let mut order: Vec<&CentralEntry> = self.entries.iter().collect();
+        order.sort_by_key(|e| (e.local_offset, e.index));
+        for w in order.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let a_end = a.local_offset.saturating_add(a.min_span());
+            if a.local_offset == b.local_offset || a_end > b.local_offset {
+                problems.push(ContainerError::Overlap {
+                    entry: b.name.clone(),
+                    other: a.name.clone(),
+                });
+            }
+        }
+        problems
+    }
+}
+
+/// What the local header says, once checked against the central entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalInfo {
+    /// Offset of the first data byte.
+    pub data_start: u64,
+    /// Offset one past the last data byte.
+    pub data_end: u64,
+}
+
+/// Reads and checks the local header of `e`: signature, name, method,
+/// flags, and (without a descriptor) CRC and sizes; then that the data fits
+/// in the entry's space.
+pub fn check_local<R: Read + Seek>(r: &mut R, e: &CentralEntry) -> Result<LocalInfo, ContainerError> {
+    let mut fixed = [0u8; LOCAL_LEN];
+    r.seek(SeekFrom::Start(e.local_offset))?;
+    r.read_exact(&mut fixed).map_err(|_| ContainerError::OutOfBounds {
+        entry: e.name.clone(),
+        limit: e.space_end,
+    })?;
+    let l = parse_local_fixed(&fixed).map_err(|source| ContainerError::Record {
+        context: format!("entry {}", e.name),
+        source,
+    })?;
+    let mut var = vec![0u8; usize::from(l.name_len) + usize::from(l.extra_len)];
+    r.read_exact(&mut var).map_err(|_| ContainerError::OutOfBounds {
+        entry: e.name.clone(),
+        limit: e.space_end,
+    })?;
+    let (lname, lextra) = var.split_at(usize::from(l.name_len));
+    let mismatch = |field: &'static str, central: String, local: String| ContainerError::LocalMismatch {
+        entry: e.name.clone(),
+        field,
+        central,
+        local,
+    };
+    if lname != e.name.as_bytes() {
+        return Err(mismatch("name", e.name.clone(), String::from_utf8_lossy(lname).into_owned()));
+    }
+    if l.method != e.method {
+        return Err(mismatch("method", e.method.to_string(), l.method.to_string()));
+    }
+    if l.flags != e.flags {
+        return Err(mismatch("flags", format!("{:#06x}", e.flags), format!("{:#06x}", l.flags)));
+    }
+    if e.flags & FLAG_DESCRIPTOR == 0 {
+        if l.crc32 != e.crc32 {
+            return Err(mismatch("CRC-32", format!("{:#010x}", e.crc32), format!("{:#010x}", l.crc32)));
+        }
+        let z = parse_zip64_extra(
+            lextra,
+            l.uncompressed_size == SENTINEL32,
+            l.compressed_size == SENTINEL32,
+            false,
+        )
+        .map_err(|source| ContainerError::Record {
+            context: format!("entry {} (local header)", e.name),
+            source,
+        })?;
+        let lc = z.compressed.unwrap_or(u64::from(l.compressed_size));
+        let lu = z.uncompressed.unwrap_or(u64::from(l.uncompressed_size));
+        if lc != e.compressed_size {
+            return Err(mismatch("compressed size", e.compressed_size.to_string(), lc.to_string()));
+        }
+        if lu != e.uncompressed_size {
+            return Err(mismatch("uncompressed size", e.uncompressed_size.to_string(), lu.to_string()));
+        }
+    }
+    let data_start = e.local_offset + LOCAL_LEN as u64 + var.len() as u64;
+    let data_end = data_start.checked_add(e.compressed_size);
+    match data_end {
+        Some(end) if end <= e.space_end => Ok(LocalInfo { data_start, data_end: end }),
+        _ => Err(ContainerError::OutOfBounds {
+            entry: e.name.clone(),
+            limit: e.space_end,
+        }),
+    }
+}
+
+/// Reads the data descriptor after an entry's data and compares it with the
+/// central directory. The server never looks at descriptors; lvbak's deep
+/// verify does.
+pub fn check_descriptor<R: Read + Seek>(r: &mut R, e: &CentralEntry, info: LocalInfo) -> Result<(), ContainerError> {
+    if !e.has_descriptor() {
+        return Ok(());
+    }
+    let zip64 = e.compressed_size > u64::from(u32::MAX) || e.uncompressed_size > u64::from(u32::MAX);
+    let want = if zip64 { 24 } else { 16 };
+    let room = e.space_end.saturating_sub(info.data_end).min(want);
+    let mut b = vec![0u8; room as usize];
+    r.seek(SeekFrom::Start(info.data_end))?;
+    r.read_exact(&mut b)?;
+    let d = records::parse_descriptor(&b, zip64).map_err(|source| ContainerError::Record {
+        context: format!("entry {} (data descriptor)", e.name),
+        source,
+    })?;
+    let bad = |field| ContainerError::DescriptorMismatch {
+        entry: e.name.clone(),
+        field,
+    };
+    if d.crc32 != e.crc32 {
+        return Err(bad("CRC-32"));
+    }
+    if d.compressed_size != e.compressed_size {
+        return Err(bad("compressed size"));
+    }
+    if d.uncompressed_size != e.uncompressed_size {
+        return Err(bad("uncompressed size"));
+    }
+    Ok(())
+}
+
+enum Body<'a, R: Read> {
+    Stored(BufReader<Take<&'a mut R>>),
+    Deflated(Box<flate2::bufread::DeflateDecoder<BufReader<Take<&'a mut R>>>>),
+}
+
+/// A `Read` over one entry's uncompressed bytes that checks, as it goes,
+/// that no more than the declared size comes out, and at the end that the
+/// size, the CRC-32 and (when known) the SHA-256 match. A mismatch is an
+/// `io::Error` of kind `InvalidData` carrying a [`ContainerError`]
+/// (recover it with [`ContainerError::from_io`]).
+pub struct EntryReader<'a, R: Read> {
+    body: Body<'a, R>,
+    name: String,
+    declared_size: u64,
+    declared_crc: u32,
+    check_crc: bool,
+    produced: u64,
+    crc: crc32fast::Hasher,
+    sha: Option<(Sha256, [u8; 32])>,
+    done: bool,
+}
+
+impl<'a, R: Read + Seek> EntryReader<'a, R> {
+    /// Checks the local header of `e` and positions a reader on its data.
+    pub fn new(r: &'a mut R, e: &CentralEntry) -> Result<EntryReader<'a, R>, ContainerError> {
+        if e.flags & FLAG_ENCRYPTED != 0 {
+            return Err(ContainerError::Encrypted { entry: e.name.clone() });
+        }
+        let info = check_local(r, e)?;
+        r.seek(SeekFrom::Start(info.data_start))?;
+        let cap = e.compressed_size.clamp(1, 64 * 1024) as usize;
+        let raw = BufReader::with_capacity(cap, r.take(e.compressed_size));
+        let body = match e.method {
+            METHOD_STORED => Body::Stored(raw),
+            METHOD_DEFLATED => Body::Deflated(Box::new(flate2::bufread::DeflateDecoder::new(raw))),
+            method => {
+                return Err(ContainerError::UnsupportedMethod {
+                    entry: e.name.clone(),
+                    method,
+                })
+            }
+        };
+        Ok(EntryReader {
+            body,
+            name: e.name.clone(),
+            declared_size: e.uncompressed_size,
+            declared_crc: e.crc32,
+            check_crc: true,
+            produced: 0,
+            crc: crc32fast::Hasher::new(),
+            sha: None,
+            done: false,
+        })
+    }
+}
+
+impl<R: Read> EntryReader<'_, R> {
+    /// Also checks the SHA-256 of the uncompressed bytes at the end.
+    pub fn expect_sha256(&mut self, digest: [u8; 32]) {
+        self.sha = Some((Sha256::new(), digest));
+    }
+
+    /// Skips the CRC-32 check (the server never checks CRCs; `repair` needs this).
+    pub fn skip_crc_check(&mut self) {
+        self.check_crc = false;
+    }
+
+    /// The declared uncompressed size.
+    pub fn declared_size(&self) -> u64 {
+        self.declared_size
+    }
+
+    /// Reads to the end, discarding the bytes, and returns the byte count.
+    pub fn drain(&mut self) -> Result<u64, ContainerError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => return Ok(self.produced),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ContainerError::from_io(e)),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: ContainerError) -> io::Error {
+        self.done = true;
+        e.into_io()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.done = true;
+        if self.produced != self.declared_size {
+            return Err(ContainerError::SizeMismatch {
+                entry: self.name.clone(),
+                declared: self.declared_size,
+                found: self.produced.to_string(),
+            }
+            .into_io());
+        }
+        // Compressed bytes the decoder did not use mean a lying compressed size.
+        let leftover = match &mut self.body {
+            Body::Stored(_) => 0,
+            Body::Deflated(d) => {
+                let inner = d.get_mut();
+                let buffered = inner.buffer().len() as u64;
+                buffered + inner.get_ref().limit()
+            }
+        };
+        if leftover != 0 {
+            return Err(ContainerError::Deflate {
+                entry: self.name.clone(),
+                message: format!("{leftover} compressed bytes left after the end of the deflate stream"),
+            }
+            .into_io());
+        }
+        let computed = std::mem::take(&mut self.crc).finalize();
+        if self.check_crc && computed != self.declared_crc {
+            return Err(ContainerError::CrcMismatch {
+                entry: self.name.clone(),
+                declared: self.declared_crc,
+                computed,
+            }
+            .into_io());
+        }
+        if let Some((h, want)) = self.sha.take() {
+            let got: [u8; 32] = h.finalize().into();
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+                return Err(ContainerError::DigestMismatch { entry: self.name.clone() }.into_io());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for EntryReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        // Never produce more than declared + 1 bytes: the +1 detects a lie
+        // without inflating a bomb.
+        let room = self.declared_size.saturating_sub(self.produced).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let res = match &mut self.body {
+            Body::Stored(s) => s.read(&mut buf[..want]),
+            Body::Deflated(d) => d.read(&mut buf[..want]),
+        };
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                let name = self.name.clone();
+                let err = if e.kind() == io::ErrorKind::InvalidData && e.get_ref().is_some_and(|i| i.is::<ContainerError>()) {
+                    ContainerError::from_io(e)
+                } else if matches!(self.body, Body::Deflated(_)) {
+                    ContainerError::Deflate {
+                        entry: name,
+                        message: e.to_string(),
+                    }
+                } else {
+                    ContainerError::Io(e)
+                };
+                return Err(self.fail(err));
+            }
+        };
+        if n == 0 {
+            if matches!(self.body, Body::Stored(_)) && self.produced < self.declared_size {
+                let e = ContainerError::SizeMismatch {
+                    entry: self.name.clone(),
+                    declared: self.declared_size,
+                    found: self.produced.to_string(),
+                };
+                return Err(self.fail(e));
+            }
+            self.finish()?;
+            return Ok(0);
+        }
+        self.produced += n as u64;
+        if self.produced > self.declared_size {
+            let e = ContainerError::SizeMismatch {
+                entry: self.name.clone(),
+                declared: self.declared_size,
+                found: format!("more than {}", self.declared_size),
+            };
+            return Err(self.fail(e));
+        }
+        self.crc.update(&buf[..n]);
+        if let Some((h, _)) = &mut self.sha {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}

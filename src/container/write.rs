@@ -1,0 +1,402 @@
+//! Writing the ZIP profile of the Lumiverse 1.1 server (FORMAT.md §1.1) in
+//! one pass over any `Write`, seekable or not.
+//!
+//! Every entry with data gets a data descriptor (CRC and sizes zero in the
+//! local header); a zero-byte entry gets neither flag nor descriptor;
+//! archive-level ZIP64 end records are always written with sentinels in the
+//! classic record; an entry past 4 GiB (size or offset) gets the 28-byte
+//! ZIP64 extra in its central record only.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+use super::records::*;
+use super::ContainerError;
+
+/// Version made by: Unix, spec 4.5 (what the 1.1 server writes).
+pub const VERSION_MADE_BY: u16 = 0x032D;
+/// Regular file, mode 0644, plus the DOS archive bit.
+pub const DEFAULT_EXTERNAL_ATTR: u32 = (0o100644 << 16) | 0x20;
+/// The deflate level the server uses.
+pub const DEFAULT_LEVEL: u32 = 3;
+
+/// How an entry's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Method 0.
+    Stored,
+    /// Method 8 at the given level (0–9).
+    Deflated(u32),
+}
+
+/// Per-entry options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryOptions {
+    /// Storage method.
+    pub method: Method,
+    /// DOS (time, date).
+    pub dos_time: (u16, u16),
+    /// External attributes.
+    pub external_attr: u32,
+}
+
+/// What was written for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenEntry {
+    /// CRC-32 of the uncompressed bytes.
+    pub crc32: u32,
+    /// Compressed size.
+    pub compressed_size: u64,
+    /// Uncompressed size.
+    pub uncompressed_size: u64,
+}
+
+struct CentralRecord {
+    name: String,
+    opts: EntryOptions,
+    flags: u16,
+    written: WrittenEntry,
+    offset: u64,
+}
+
+struct Open {
+    name: String,
+    opts: EntryOptions,
+    offset: u64,
+    header_written: bool,
+    crc: crc32fast::Hasher,
+    uncompressed: u64,
+    compressed: u64,
+}
+
+struct Counting<W> {
+    inner: W,
+    pos: u64,
+}
+
+impl<W: Write> Counting<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.inner.write_all(b)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+}
+
+/// A one-pass ZIP writer over any `Write`.
+pub struct ZipWriter<W: Write> {
+    out: Counting<W>,
+    central: Vec<CentralRecord>,
+    names: HashSet<String>,
+    open: Option<Open>,
+    compress: Option<(u32, Compress)>,
+    buf: Vec<u8>,
+    poisoned: bool,
+    entries_written: u64,
+}
+
+impl<W: Write> ZipWriter<W> {
+    /// A writer that starts at offset 0 of `out`.
+    pub fn new(out: W) -> ZipWriter<W> {
+        ZipWriter {
+            out: Counting { inner: out, pos: 0 },
+            central: Vec::new(),
+            names: HashSet::new(),
+            open: None,
+            compress: None,
+            buf: Vec::with_capacity(128 * 1024),
+            poisoned: false,
+            entries_written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn position(&self) -> u64 {
+        self.out.pos
+    }
+
+    /// Number of entries finished so far.
+    pub fn entry_count(&self) -> usize {
+        self.central.len()
+    }
+
+    fn guard(&self) -> Result<(), ContainerError> {
+        if self.poisoned {
+            Err(ContainerError::WriterState("an earlier write failed; the archive is incomplete"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts an entry. Names must be unique.
+    pub fn start_entry(&mut self, name: &str, opts: EntryOptions) -> Result<(), ContainerError> {
+        self.guard()?;
+        if self.open.is_some() {
+            return Err(ContainerError::WriterState("start_entry while another entry is open"));
+        }
+        if name.is_empty() || name.len() > usize::from(u16::MAX) {
+            return Err(ContainerError::WriterState("entry names must be 1..=65535 bytes"));
+        }
+        if !self.names.insert(name.to_owned()) {
+            return Err(ContainerError::DuplicateWrite { entry: name.to_owned() });
+        }
+        self.open = Some(Open {
+            name: name.to_owned(),
+            opts,
+            offset: self.out.pos,
+            header_written: false,
+            crc: crc32fast::Hasher::new(),
+            uncompressed: 0,
+            compressed: 0,
+        });
+        if let Method::Deflated(level) = opts.method {
+            match &mut self.compress {
+                Some((l, c)) if *l == level => c.reset(),
+                slot => *slot = Some((level, Compress::new(Compression::new(level.min(9)), false))),
+            }
+            // Deflated entries always carry a descriptor, even when empty.
+            self.write_local_header(true)?;
+        }
+        Ok(())
+    }
+
+    fn write_local_header(&mut self, descriptor: bool) -> Result<(), ContainerError> {
+        let Some(open) = self.open.as_mut() else {
+            return Err(ContainerError::WriterState("no entry is open"));
+        };
+        let mut h = Vec::with_capacity(LOCAL_LEN + open.name.len());
+        put32(&mut h, LOCAL_SIG);
+        put16(&mut h, if descriptor { 20 } else { 10 });
+        put16(&mut h, if descriptor { FLAG_DESCRIPTOR } else { 0 });
+        put16(&mut h, method_code(open.opts.method));
+        put16(&mut h, open.opts.dos_time.0);
+        put16(&mut h, open.opts.dos_time.1);
+        put32(&mut h, 0);
+        put32(&mut h, 0);
+        put32(&mut h, 0);
+        put16(&mut h, open.name.len() as u16);
+        put16(&mut h, 0);
+        h.extend_from_slice(open.name.as_bytes());
+        open.header_written = true;
+        let r = self.out.put(&h);
+        self.check(r)
+    }
+
+    fn check(&mut self, r: io::Result<()>) -> Result<(), ContainerError> {
+        r.map_err(|e| {
+            self.poisoned = true;
+            ContainerError::Io(e)
+        })
+    }
+
+    /// Appends bytes to the open entry.
+    pub fn write_data(&mut self, data: &[u8]) -> Result<(), ContainerError> {
+        self.guard()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let needs_header = match &self.open {
+            Some(o) => !o.header_written,
+            None => return Err(ContainerError::WriterState("write_data with no entry open")),
+        };
+        if needs_header {
+            self.write_local_header(true)?;
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Err(ContainerError::WriterState("no entry is open"));
+        };
+        open.crc.update(data);
+        open.uncompressed += data.len() as u64;
+        match open.opts.method {
+            Method::Stored => {
+                open.compressed += data.len() as u64;
+                let r = self.out.put(data);
+                self.check(r)
+            }
+            Method::Deflated(_) => self.deflate(data, FlushCompress::None),
+        }
+    }
+
+    fn deflate(&mut self, mut input: &[u8], flush: FlushCompress) -> Result<(), ContainerError> {
+        let Some((_, c)) = self.compress.as_mut() else {
+            return Err(ContainerError::WriterState("no compressor"));
+        };
+        loop {
+            self.buf.clear();
+            let before_in = c.total_in();
+            let status = c
+                .compress_vec(input, &mut self.buf, flush)
+                .map_err(|e| ContainerError::Io(io::Error::other(e)))?;
+            let used = (c.total_in() - before_in) as usize;
+            input = &input[used..];
+            if !self.buf.is_empty() {
+                if let Some(o) = self.open.as_mut() {
+                    o.compressed += self.buf.len() as u64;
+                }
+                let r = self.out.inner.write_all(&self.buf);
+                self.out.pos += self.buf.len() as u64;
+                if let Err(e) = r {
+                    self.poisoned = true;
+                    return Err(ContainerError::Io(e));
+                }
+            }
+            let finished = matches!(status, Status::StreamEnd);
+            let buf_full = self.buf.len() == self.buf.capacity();
+            match flush {
+                FlushCompress::Finish if !finished => continue,
+                _ if !input.is_empty() || buf_full => continue,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Finishes the open entry: flushes the compressor and writes the data
+    /// descriptor (none for a zero-byte stored entry).
+    pub fn finish_entry(&mut self) -> Result<WrittenEntry, ContainerError> {
+        self.guard()?;
+        let (method, header_written) = match &self.open {
+            Some(o) => (o.opts.method, o.header_written),
+            None => return Err(ContainerError::WriterState("finish_entry with no entry open")),
+        };
+        if matches!(method, Method::Deflated(_)) {
+            self.deflate(&[], FlushCompress::Finish)?;
+        }
+        if !header_written {
+            self.write_local_header(false)?;
+        }
+        let Some(open) = self.open.take() else {
+            return Err(ContainerError::WriterState("no entry is open"));
+        };
+        let written = WrittenEntry {
+            crc32: open.crc.finalize(),
+            compressed_size: open.compressed,
+            uncompressed_size: open.uncompressed,
+        };
+        let descriptor = header_written || matches!(method, Method::Deflated(_));
+        if descriptor {
+            let mut d = Vec::with_capacity(24);
+            put32(&mut d, DESCRIPTOR_SIG);
+            put32(&mut d, written.crc32);
+            if is_large(written) {
+                put64(&mut d, written.compressed_size);
+                put64(&mut d, written.uncompressed_size);
+            } else {
+                put32(&mut d, written.compressed_size as u32);
+                put32(&mut d, written.uncompressed_size as u32);
+            }
+            let r = self.out.put(&d);
+            self.check(r)?;
+        }
+        self.central.push(CentralRecord {
+            name: open.name,
+            opts: open.opts,
+            flags: if descriptor { FLAG_DESCRIPTOR } else { 0 },
+            written,
+            offset: open.offset,
+        });
+        Ok(written)
+    }
+
+    /// Writes a whole entry from a slice.
+    pub fn add_entry(&mut self, name: &str, opts: EntryOptions, data: &[u8]) -> Result<WrittenEntry, ContainerError> {
+        self.start_entry(name, opts)?;
+        self.write_data(data)?;
+        self.finish_entry()
+    }
+
+    /// Writes the central directory and the end records, flushes, and
+    /// returns the inner writer and the archive's total size.
+    pub fn finish(mut self) -> Result<(W, u64), ContainerError> {
+        self.guard()?;
+        if self.open.is_some() {
+            return Err(ContainerError::WriterState("finish while an entry is open"));
+        }
+        let cd_offset = self.out.pos;
+        let mut cd = Vec::with_capacity(64 * 1024);
+        for rec in std::mem::take(&mut self.central) {
+            let w = rec.written;
+            let large = is_large(w) || rec.offset > u64::from(u32::MAX);
+            put32(&mut cd, CENTRAL_SIG);
+            put16(&mut cd, VERSION_MADE_BY);
+            put16(&mut cd, if large { 45 } else if rec.flags == 0 { 10 } else { 20 });
+            put16(&mut cd, rec.flags);
+            put16(&mut cd, method_code(rec.opts.method));
+            put16(&mut cd, rec.opts.dos_time.0);
+            put16(&mut cd, rec.opts.dos_time.1);
+            put32(&mut cd, w.crc32);
+            if large {
+                put32(&mut cd, SENTINEL32);
+                put32(&mut cd, SENTINEL32);
+            } else {
+                put32(&mut cd, w.compressed_size as u32);
+                put32(&mut cd, w.uncompressed_size as u32);
+            }
+            put16(&mut cd, rec.name.len() as u16);
+            put16(&mut cd, if large { 28 } else { 0 });
+            put16(&mut cd, 0); // comment
+            put16(&mut cd, 0); // disk
+            put16(&mut cd, 0); // internal attributes
+            put32(&mut cd, rec.opts.external_attr);
+            put32(&mut cd, if large { SENTINEL32 } else { rec.offset as u32 });
+            cd.extend_from_slice(rec.name.as_bytes());
+            if large {
+                put16(&mut cd, 0x0001);
+                put16(&mut cd, 24);
+                put64(&mut cd, w.uncompressed_size);
+                put64(&mut cd, w.compressed_size);
+                put64(&mut cd, rec.offset);
+            }
+            if cd.len() >= 60 * 1024 {
+                let r = self.out.put(&cd);
+                self.check(r)?;
+                cd.clear();
+            }
+            self.entries_written += 1;
+        }
+        let r = self.out.put(&cd);
+        self.check(r)?;
+        let cd_size = self.out.pos - cd_offset;
+        let entries = self.entries_written;
+        let zip64_offset = self.out.pos;
+        let mut end = Vec::with_capacity(ZIP64_EOCD_LEN + LOCATOR_LEN + EOCD_LEN);
+        put32(&mut end, ZIP64_EOCD_SIG);
+        put64(&mut end, 44);
+        put16(&mut end, 45);
+        put16(&mut end, 45);
+        put32(&mut end, 0);
+        put32(&mut end, 0);
+        put64(&mut end, entries);
+        put64(&mut end, entries);
+        put64(&mut end, cd_size);
+        put64(&mut end, cd_offset);
+        put32(&mut end, ZIP64_LOCATOR_SIG);
+        put32(&mut end, 0);
+        put64(&mut end, zip64_offset);
+        put32(&mut end, 1);
+        put32(&mut end, EOCD_SIG);
+        put16(&mut end, 0);
+        put16(&mut end, 0);
+        put16(&mut end, SENTINEL16);
+        put16(&mut end, SENTINEL16);
+        put32(&mut end, SENTINEL32);
+        put32(&mut end, SENTINEL32);
+        put16(&mut end, 0);
+        let r = self.out.put(&end);
+        self.check(r)?;
+        let r = self.out.inner.flush();
+        self.check(r)?;
+        Ok((self.out.inner, self.out.pos))
+    }
+}
+
+fn is_large(w: WrittenEntry) -> bool {
+    w.compressed_size > u64::from(u32::MAX) || w.uncompressed_size > u64::from(u32::MAX)
+}
+
+fn method_code(m: Method) -> u16 {
+    match m {
+        Method::Stored => METHOD_STORED,
+        Method::Deflated(_) => METHOD_DEFLATED,
+    }
+}

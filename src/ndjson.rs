@@ -1,0 +1,432 @@
+//! NDJSON: the line reader with its cap, and a JSON checker over byte
+//! slices (FORMAT.md §4).
+//!
+//! Rows stay the exact bytes of their line: lvbak never re-serialises a row
+//! it only passes through, so numbers beyond 2^53, key order and escapes
+//! survive a round trip byte for byte. [`check_line`] validates one line
+//! without building a value: UTF-8, JSON syntax (lone-surrogate escapes
+//! allowed, as JavaScript's `JSON.parse` allows them), nesting depth, and
+//! whether the line is an object, a skipped falsy value, or something else.
+
+use std::io::{self, BufRead};
+
+/// What a non-blank line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// A JSON object: a row.
+    Object,
+    /// A falsy JSON value (`null`, `false`, `0`, `""`): the server skips it.
+    Falsy,
+}
+
+/// Why a line is not a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Longer than the cap (without its `\n`).
+    #[error("NDJSON line exceeds {cap} bytes")]
+    TooLong {
+        /// The cap in force.
+        cap: u64,
+    },
+    /// Not UTF-8.
+    #[error("line is not valid UTF-8 (at byte {at})")]
+    NotUtf8 {
+        /// Offset of the first bad byte.
+        at: usize,
+    },
+    /// Not JSON.
+    #[error("line is not valid JSON: {reason} at byte {at}")]
+    Syntax {
+        /// What was expected.
+        reason: &'static str,
+        /// Byte offset.
+        at: usize,
+    },
+    /// Nested deeper than allowed.
+    #[error("JSON nesting is deeper than {max}")]
+    TooDeep {
+        /// The cap.
+        max: u32,
+    },
+    /// A truthy value that is not an object.
+    #[error("line is a JSON {found}, not an object")]
+    NotAnObject {
+        /// What it is.
+        found: &'static str,
+    },
+}
+
+/// Reads `\n`-separated lines from a `BufRead`, never holding more than
+/// `cap` + 1 bytes of one line, skipping blank lines, counting line numbers
+/// (1-based, blank lines included).
+pub struct LineReader<R> {
+    inner: R,
+    cap: u64,
+    line_no: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+/// An error from [`LineReader`]: I/O or an over-long line, with its number.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadLineError {
+    /// The underlying reader failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A line over the cap.
+    #[error("line {line}: NDJSON line exceeds {cap} bytes")]
+    TooLong {
+        /// Line number.
+        line: u64,
+        /// The cap.
+        cap: u64,
+    },
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// A reader with a per-line cap in bytes (excluding `\n`).
+    pub fn new(inner: R, cap: u64) -> LineReader<R> {
+        LineReader {
+            inner,
+            cap,
+            line_no: 0,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Number of the line last returned.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// The line last returned by [`LineReader::next_line`].
+    pub fn last_line(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The inner reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// The next non-blank line (without `\n`), or `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, ReadLineError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            self.buf.clear();
+            let mut saw_any = false;
+            loop {
+                let chunk = match self.inner.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Err(e.into());
+                    }
+                };
+                if chunk.is_empty() {
+                    self.done = true;
+                    break;
+                }
+                saw_any = true;
+                let (take, found_nl) = match memchr(chunk) {
+                    Some(i) => (i, true),
+                    None => (chunk.len(), false),
+                };
+                if (self.buf.len() + take) as u64 > self.cap {
+                    self.line_no += 1;
+                    self.done = true;
+                    return Err(ReadLineError::TooLong {
+                        line: self.line_no,
+                        cap: self.cap,
+                    });
+                }
+                self.buf.extend_from_slice(&chunk[..take]);
+                self.inner.consume(take + usize::from(found_nl));
+                if found_nl {
+                    break;
+                }
+            }
+            if !saw_any {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            if self.buf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                if self.buf.is_empty() && self.done {
+                    // The final `\n` ends the stream; no phantom blank line.
+                    self.line_no -= 1;
+                    return Ok(None);
+                }
+                continue;
+            }
+            return Ok(Some(&self.buf));
+        }
+    }
+}
+
+fn memchr(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// Checks one line: UTF-8, JSON syntax, depth; reports whether it is an
+/// object or a falsy value. Leading and trailing JSON whitespace is allowed.
+pub fn check_line(line: &[u8], max_depth: u32) -> Result<LineKind, LineError> {
+    if let Err(e) = std::str::from_utf8(line) {
+        return Err(LineError::NotUtf8 { at: e.valid_up_to() });
+    }
+    let mut p = Parser { b: line, i: 0, max_depth };
+    p.ws();
+    let start = p.i;
+    let first = p.peek();
+    p.value(0)?;
+    let end = p.i;
+    p.ws();
+    if p.i != line.len() {
+        return Err(LineError::Syntax {
+            reason: "end of line after the value",
+            at: p.i,
+        });
+    }
+    let text = &line[start..end];
+    match first {
+        Some(b'{') => Ok(LineKind::Object),
+        Some(b'n') => Ok(LineKind::Falsy),
+        Some(b'f') => Ok(LineKind::Falsy),
+        Some(b't') => Err(LineError::NotAnObject { found: "boolean" }),
+        Some(b'"') if text == b"\"\"" => Ok(LineKind::Falsy),
+        Some(b'"') => Err(LineError::NotAnObject { found: "string" }),
+        Some(b'[') => Err(LineError::NotAnObject { found: "array" }),
+        _ if number_is_zero(text) => Ok(LineKind::Falsy),
+        _ => Err(LineError::NotAnObject { found: "number" }),
+    }
+}
+
+/// True for a JSON number whose value is zero (`0`, `-0`, `0.000`, `0e7`).
+fn number_is_zero(text: &[u8]) -> bool {
+    let mantissa = text.split(|&c| c == b'e' || c == b'E').next().unwrap_or(text);
+    mantissa.iter().all(|&c| matches!(c, b'0' | b'-' | b'.'))
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+    max_depth: u32,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    fn err(&self, reason: &'static str) -> LineError {
+        LineError::Syntax { reason, at: self.i }
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+    fn lit(&mut self, word: &'static [u8]) -> Result<(), LineError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.err("a JSON value"))
+        }
+    }
+    fn value(&mut self, depth: u32) -> Result<(), LineError> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string(),
+            Some(b't') => self.lit(b"true"),
+            Some(b'f') => self.lit(b"false"),
+            Some(b'n') => self.lit(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.err("a JSON value")),
+        }
+    }
+    fn enter(&self, depth: u32) -> Result<(), LineError> {
+        if depth > self.max_depth {
+            Err(LineError::TooDeep { max: self.max_depth })
+        } else {
+            Ok(())
+        }
+    }
+    fn object(&mut self, depth: u32) -> Result<(), LineError> {
+        self.enter(depth)?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("a string key"));
+            }
+            self.string()?;
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("':'"));
+            }
+            self.i += 1;
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("',' or '}'")),
+            }
+        }
+    }
+    fn array(&mut self, depth: u32) -> Result<(), LineError> {
+        self.enter(depth)?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("',' or ']'")),
+            }
+        }
+    }
+    fn string(&mut self) -> Result<(), LineError> {
+        self.i += 1;
+        loop {
+            match self.peek() {
+                None => return Err(self.err("closing '\"'")),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            self.i += 1;
+                            for _ in 0..4 {
+                                if !self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                                    return Err(self.err("four hex digits after \\u"));
+                                }
+                                self.i += 1;
+                            }
+                        }
+                        _ => return Err(self.err("a valid escape")),
+                    }
+                }
+                Some(c) if c < 0x20 => return Err(self.err("no raw control character in a string")),
+                Some(_) => self.i += 1,
+            }
+        }
+    }
+    fn digits(&mut self) -> usize {
+        let s = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - s
+    }
+    fn number(&mut self) -> Result<(), LineError> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(self.err("a digit after '.'"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("a digit in the exponent"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], cap: u64) -> Result<Vec<(u64, Vec<u8>)>, ReadLineError> {
+        let mut r = LineReader::new(input, cap);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line()? {
+            let l = l.to_vec();
+            out.push((r.line_no(), l));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_and_numbered() {
+        let got = lines(b"{\"a\":1}\n\n{\"b\":2}\n", 100).unwrap();
+        assert_eq!(got, vec![(1, b"{\"a\":1}".to_vec()), (3, b"{\"b\":2}".to_vec())]);
+        let got = lines(b"{}", 100).unwrap();
+        assert_eq!(got, vec![(1, b"{}".to_vec())]);
+        assert!(lines(b"", 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_cap_excludes_the_newline() {
+        assert!(lines(b"12345\n", 5).is_ok());
+        match lines(b"{}\n123456\n", 5) {
+            Err(ReadLineError::TooLong { line: 2, cap: 5 }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A one-byte buffer still enforces the cap.
+        let mut r = LineReader::new(io::BufReader::with_capacity(1, &b"1234567"[..]), 5);
+        assert!(matches!(r.next_line(), Err(ReadLineError::TooLong { .. })));
+    }
+
+    #[test]
+    fn check_line_classifies() {
+        assert_eq!(check_line(br#"{"a":[1,{"b":null}],"c":"\u00e9\ud800"}"#, 8), Ok(LineKind::Object));
+        for falsy in [&b"null"[..], b"false", b"0", b"-0.0", b"0e5", b"\"\""] {
+            assert_eq!(check_line(falsy, 8), Ok(LineKind::Falsy), "{:?}", std::str::from_utf8(falsy));
+        }
+        assert_eq!(check_line(b"[1]", 8), Err(LineError::NotAnObject { found: "array" }));
+        assert_eq!(check_line(b"\"x\"", 8), Err(LineError::NotAnObject { found: "string" }));
+        assert_eq!(check_line(b"1", 8), Err(LineError::NotAnObject { found: "number" }));
+        assert_eq!(check_line(b"true", 8), Err(LineError::NotAnObject { found: "boolean" }));
+        assert!(matches!(check_line(b"{\"a\":01}", 8), Err(LineError::Syntax { .. })));
+        assert!(matches!(check_line(b"{\"a\":1,}", 8), Err(LineError::Syntax { .. })));
+        assert!(matches!(check_line(b"{\"a\":\"\x01\"}", 8), Err(LineError::Syntax { .. })));
+        assert!(matches!(check_line(b"{} {}", 8), Err(LineError::Syntax { .. })));
+        assert_eq!(check_line(b"{\"a\":\"\xff\"}", 8), Err(LineError::NotUtf8 { at: 6 }));
+        let deep = format!("{}{}", "[".repeat(10), "]".repeat(10));
+        assert_eq!(check_line(format!("{{\"a\":{deep}}}").as_bytes(), 8), Err(LineError::TooDeep { max: 8 }));
+    }
+}
