@@ -24,7 +24,7 @@ pub mod limits;
 pub mod manifest;
 pub mod ndjson;
 pub mod inspect;
-pub mod repair;
+pub mod repack;
 
 pub use archive::{Archive, ArchiveError, ArchiveWriter, Row, WriteOptions};
 pub use entry_name::{Bucket, EntryName};

@@ -1,1 +1,322 @@
-fn main() {}
+//! The `lvbak` command-line tool.
+//!
+//! Exit codes: 0 success; 1 the archive (or ticket) is invalid or a check
+//! failed; 2 usage error; 3 an I/O error (a file could not be opened or written).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use lvbak::archive::{verify_with_progress, Depth};
+use lvbak::repack::{RepackOptions, SecretsAction};
+use lvbak::{Archive, ArchiveError, Limits, WriteOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "lvbak",
+    version,
+    about = "Read, check and rewrite Lumiverse .lvbak account archives",
+    after_help = "Exit codes: 0 success; 1 invalid archive or failed check; 2 usage error; 3 I/O error."
+)]
+struct Cli {
+    /// Print nothing but errors (and the requested JSON).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Longest NDJSON line accepted, in bytes (default: the server's 4 MiB,
+    /// or 64 MiB for legacy archives). Raise it to read an archive the server refused.
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_line_bytes: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise an archive: manifest, rows per table, files per bucket, secret key names.
+    Inspect {
+        /// The archive.
+        archive: PathBuf,
+        /// Print one JSON object instead of a human summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an archive (fast: end records, directory, names, manifest; --deep: every byte).
+    Verify {
+        /// The archive.
+        archive: PathBuf,
+        /// Inflate and check every entry (size, CRC-32, digest, NDJSON).
+        #[arg(long)]
+        deep: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an archive and write it again (same rows and files, fresh trailer with digests).
+    Repack {
+        /// Input archive.
+        input: PathBuf,
+        /// Output archive.
+        output: PathBuf,
+        /// Same content gives identical bytes (timestamps from exportedAt).
+        #[arg(long)]
+        deterministic: bool,
+        /// Leave the encrypted secrets out.
+        #[arg(long)]
+        drop_secrets: bool,
+    },
+    /// Recover an archive hit by the Lumiverse 1.0.x duplicated-chunk bug, writing a good copy.
+    Repair {
+        /// Input archive.
+        input: PathBuf,
+        /// Output archive.
+        output: PathBuf,
+        /// Same content gives identical bytes.
+        #[arg(long)]
+        deterministic: bool,
+    },
+}
+
+enum Failure {
+    Invalid(String),
+    Io(String),
+}
+
+impl From<ArchiveError> for Failure {
+    fn from(e: ArchiveError) -> Failure {
+        match e {
+            ArchiveError::Container(lvbak::container::ContainerError::Io(io)) => Failure::Io(io.to_string()),
+            other => Failure::Invalid(other.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Invalid(m)) => {
+            eprintln!("lvbak: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Io(m)) => {
+            eprintln!("lvbak: {m}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn limits(cli: &Cli) -> Limits {
+    let mut l = Limits::default();
+    if let Some(n) = cli.max_line_bytes {
+        l.ndjson_line_bytes = n;
+        l.legacy_ndjson_line_bytes = l.legacy_ndjson_line_bytes.max(n);
+    }
+    l
+}
+
+fn open_file(p: &Path) -> Result<BufReader<File>, Failure> {
+    File::open(p)
+        .map(|f| BufReader::with_capacity(256 * 1024, f))
+        .map_err(|e| Failure::Io(format!("cannot open {}: {e}", p.display())))
+}
+
+fn bar(cli: &Cli, len: u64, what: &str) -> ProgressBar {
+    if cli.quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} entries, {binary_bytes} ({binary_bytes_per_sec}), ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Inspect { archive, json } => {
+            let mut a = Archive::open(open_file(archive)?, limits(cli))?;
+            let v = lvbak::inspect::inspect(&mut a)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print_summary(&v);
+            }
+            Ok(0)
+        }
+        Command::Verify { archive, deep, json } => {
+            let depth = if *deep { Depth::Deep } else { Depth::Fast };
+            let f = open_file(archive)?;
+            let pb = bar(cli, 0, "verifying");
+            let report = verify_with_progress(f, limits(cli), depth, &mut |done, total, bytes| {
+                pb.set_length(total);
+                pb.set_position(done);
+                pb.set_message(format!("verifying ({})", indicatif::HumanBytes(bytes)));
+            });
+            pb.finish_and_clear();
+            if *json {
+                let problems: Vec<_> = report
+                    .problems
+                    .iter()
+                    .map(|p| json!({"entry": p.entry, "code": p.code, "message": p.message}))
+                    .collect();
+                let v = json!({
+                    "ok": report.is_ok(),
+                    "depth": if *deep { "deep" } else { "fast" },
+                    "entries": report.entries,
+                    "bytesChecked": report.bytes_checked,
+                    "problems": problems,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                for p in &report.problems {
+                    eprintln!("lvbak: {}", p.message);
+                }
+                if report.is_ok() && !cli.quiet {
+                    println!(
+                        "ok: {} entries{}",
+                        report.entries,
+                        if *deep { format!(", {} bytes checked", report.bytes_checked) } else { String::new() }
+                    );
+                }
+            }
+            Ok(if report.is_ok() { 0 } else { 1 })
+        }
+        Command::Repack {
+            input,
+            output,
+            deterministic,
+            drop_secrets,
+        } => {
+            let mut a = Archive::open(open_file(input)?, limits(cli))?;
+            let opts = RepackOptions {
+                write: WriteOptions {
+                    deterministic: *deterministic,
+                    ..WriteOptions::default()
+                },
+                secrets: if *drop_secrets { SecretsAction::Drop } else { SecretsAction::Keep },
+            };
+            let (out, s) = write_atomically(output, |w| lvbak::repack::repack(&mut a, w, &opts))?;
+            let _ = out;
+            if !cli.quiet {
+                println!("wrote {} ({} entries, {} bytes)", output.display(), s.entries, s.bytes);
+            }
+            Ok(0)
+        }
+        Command::Repair {
+            input,
+            output,
+            deterministic,
+        } => {
+            let mut a = Archive::open(open_file(input)?, limits(cli))?;
+            let opts = RepackOptions {
+                write: WriteOptions {
+                    deterministic: *deterministic,
+                    ..WriteOptions::default()
+                },
+                secrets: SecretsAction::Keep,
+            };
+            let mut fixed = Vec::new();
+            let (_, s) = write_atomically(output, |w| {
+                let (w, s, r) = lvbak::repack::repair(&mut a, w, &opts)?;
+                fixed = r;
+                Ok((w, s))
+            })?;
+            if !cli.quiet {
+                for r in &fixed {
+                    println!(
+                        "repaired {}: dropped a duplicated copy of {} bytes (lines {}..{})",
+                        r.entry,
+                        r.dropped_bytes,
+                        r.dropped_lines.0,
+                        r.dropped_lines.0 + r.dropped_lines.1 - 1
+                    );
+                }
+                if fixed.is_empty() {
+                    println!("nothing to repair");
+                }
+                println!("wrote {} ({} entries, {} bytes)", output.display(), s.entries, s.bytes);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Writes to `path.partial` and renames into place only on success, so a
+/// failed run never leaves a half-written archive under the final name.
+fn write_atomically<T>(
+    path: &Path,
+    f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), ArchiveError>,
+) -> Result<((), T), Failure> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let file = File::create(&tmp).map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
+    let result = f(BufWriter::with_capacity(256 * 1024, file));
+    match result {
+        Ok((mut w, t)) => {
+            w.flush().map_err(|e| Failure::Io(format!("cannot write {}: {e}", tmp.display())))?;
+            drop(w);
+            std::fs::rename(&tmp, path).map_err(|e| Failure::Io(format!("cannot rename to {}: {e}", path.display())))?;
+            Ok(((), t))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.into())
+        }
+    }
+}
+
+fn print_summary(v: &serde_json::Value) {
+    let m = &v["manifest"];
+    println!("archive   {}", m["archiveId"].as_str().unwrap_or("?"));
+    println!("exported  {} (Unix seconds)", m["exportedAt"]);
+    println!(
+        "format    schema {}, ndjson {}, {} entries, {} bytes",
+        m["schemaVersion"],
+        if m.get("ndjsonFormatVersion").is_some() { m["ndjsonFormatVersion"].to_string() } else { "legacy".into() },
+        v["entries"],
+        v["size"]
+    );
+    let tables = v["tables"].as_object().cloned().unwrap_or_default();
+    let rows: u64 = tables.values().filter_map(|x| x.as_u64()).sum();
+    let nonempty = tables.values().filter(|x| x.as_u64().unwrap_or(0) > 0).count();
+    println!("tables    {} ({} non-empty), {} rows", tables.len(), nonempty, rows);
+    for (t, n) in &tables {
+        if n.as_u64().unwrap_or(0) > 0 {
+            println!("  {t:<28} {n}");
+        }
+    }
+    if let Some(vt) = v["vectorTables"].as_object().filter(|o| !o.is_empty()) {
+        for (t, n) in vt {
+            println!("vectors   {t}: {n}");
+        }
+    }
+    if let Some(files) = v["files"].as_object() {
+        let parts: Vec<String> = files.iter().map(|(b, n)| format!("{b} {n}")).collect();
+        println!("files     {}", if parts.is_empty() { "none".into() } else { parts.join(", ") });
+    }
+    let s = &v["secrets"];
+    println!("secrets   {}", s["count"]);
+    if let Some(keys) = s["keys"].as_array() {
+        for k in keys {
+            println!("  {}", k.as_str().unwrap_or("?"));
+        }
+    }
+    if let Some(mf) = v["missingFiles"].as_array().filter(|a| !a.is_empty()) {
+        println!("missing   {} files (listed in the trailer)", mf.len());
+    }
+}

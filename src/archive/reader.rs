@@ -323,6 +323,34 @@ impl<R: Read + Seek> Archive<R> {
         self.read_json_entry(name, cap, "the cap for this entry")
     }
 
+    /// The inflated bytes of entry `index` without the size, CRC and digest
+    /// checks, stopping after `max_out` bytes: only for recovery tools
+    /// ([`crate::repack::repair`]). The local header is still checked.
+    pub fn unchecked_reader(&mut self, index: usize, max_out: u64) -> Result<Box<dyn Read + '_>, ArchiveError> {
+        let Some(e) = self.entries.get(index) else {
+            return Err(ArchiveError::NotFound {
+                entry: format!("#{index}"),
+            });
+        };
+        let c = e.central.clone();
+        let info = crate::container::check_local(&mut self.reader, &c)?;
+        self.reader
+            .seek(std::io::SeekFrom::Start(info.data_start))
+            .map_err(ContainerError::Io)?;
+        let raw = BufReader::with_capacity(64 * 1024, (&mut self.reader).take(c.compressed_size));
+        Ok(match c.method {
+            0 => Box::new(raw.take(max_out)),
+            8 => Box::new(flate2::bufread::DeflateDecoder::new(raw).take(max_out)),
+            method => {
+                return Err(ContainerError::UnsupportedMethod {
+                    entry: c.name.clone(),
+                    method,
+                }
+                .into())
+            }
+        })
+    }
+
     pub(crate) fn reader_mut(&mut self) -> &mut R {
         &mut self.reader
     }
