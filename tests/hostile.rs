@@ -1,0 +1,404 @@
+//! Bad input at the container and archive layers: each a typed error,
+//! never a panic.
+
+use std::io::{Cursor, Read};
+
+use lvbak::archive::{verify, Depth};
+use lvbak::container::write::{EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR};
+use lvbak::container::{CentralDirectory, ContainerError};
+use lvbak::entry_name::NameRule;
+use lvbak::{Archive, ArchiveError, Bucket, Limits, Manifest, WriteOptions};
+use proptest::prelude::*;
+
+const ID: &str = "11111111-2222-4333-8444-555555555555";
+
+fn good(digests: bool) -> Vec<u8> {
+    let m = Manifest::new(ID, 1_700_000_000);
+    let opts = WriteOptions {
+        digests,
+        deterministic: true,
+        ..WriteOptions::default()
+    };
+    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, opts).unwrap();
+    let mut t = w.table("chats").unwrap();
+    t.write_row(r#"{"id":"c1","name":"one"}"#).unwrap();
+    t.write_row(r#"{"id":"c2","name":"two"}"#).unwrap();
+    t.finish().unwrap();
+    w.add_file(Bucket::Avatars, "a.png", &b"AAAAAAAA"[..]).unwrap();
+    w.add_file(Bucket::Avatars, "b.png", &b"BBBBBBBB"[..]).unwrap();
+    w.finish().unwrap().0
+}
+
+fn open(b: &[u8]) -> Result<Archive<Cursor<&[u8]>>, ArchiveError> {
+    Archive::open(Cursor::new(b), Limits::default())
+}
+
+/// Reads everything; returns the first error.
+fn read_all(b: &[u8]) -> Result<(), ArchiveError> {
+    let mut a = open(b)?;
+    lvbak::inspect::inspect(&mut a)?;
+    for i in 0..a.entries().len() {
+        let mut v = Vec::new();
+        a.entry_reader(i)?.read_to_end(&mut v).map_err(ContainerError::from_io)?;
+    }
+    Ok(())
+}
+
+struct Layout {
+    cd_offset: usize,
+    /// (name, local offset, central record offset)
+    entries: Vec<(String, usize, usize)>,
+}
+
+fn layout(b: &[u8]) -> Layout {
+    let cd = CentralDirectory::read(&mut Cursor::new(b), &Limits::default()).unwrap();
+    let mut pos = cd.cd_offset as usize;
+    let mut entries = Vec::new();
+    for e in &cd.entries {
+        entries.push((e.name.clone(), e.local_offset as usize, pos));
+        let nl = u16::from_le_bytes([b[pos + 28], b[pos + 29]]) as usize;
+        let el = u16::from_le_bytes([b[pos + 30], b[pos + 31]]) as usize;
+        let cl = u16::from_le_bytes([b[pos + 32], b[pos + 33]]) as usize;
+        pos += 46 + nl + el + cl;
+    }
+    Layout {
+        cd_offset: cd.cd_offset as usize,
+        entries,
+    }
+}
+
+fn find<'a>(l: &'a Layout, name: &str) -> &'a (String, usize, usize) {
+    l.entries.iter().find(|e| e.0 == name).unwrap()
+}
+
+fn container(e: ArchiveError) -> ContainerError {
+    match e {
+        ArchiveError::Container(c) => c,
+        other => panic!("expected a container error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_good_archive_reads() {
+    read_all(&good(true)).unwrap();
+    read_all(&good(false)).unwrap();
+}
+
+#[test]
+fn truncation_at_every_byte_is_an_error() {
+    let b = good(true);
+    for n in 0..b.len() {
+        let cut = &b[..n];
+        assert!(open(cut).is_err(), "truncated to {n} bytes opened");
+        assert!(!verify(Cursor::new(cut), Limits::default(), Depth::Deep).is_ok(), "truncated to {n}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn corrupting_bytes_never_panics(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+        let mut b = good(true);
+        for (i, v) in &flips {
+            let at = i.index(b.len());
+            b[at] = *v;
+        }
+        let _ = read_all(&b);
+        let _ = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut b = b"PK\x03\x04".to_vec();
+        b.extend_from_slice(&data);
+        prop_assert!(read_all(&b).is_err());
+        let _ = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
+    }
+}
+
+#[test]
+fn not_a_zip() {
+    assert!(matches!(container(open(b"hello world, not a zip").unwrap_err()), ContainerError::NotZip));
+    assert!(matches!(container(open(b"PK\x03\x04 but no end record").unwrap_err()), ContainerError::NoEocd));
+}
+
+#[test]
+fn eocd_hidden_in_a_comment_is_ambiguous() {
+    let mut b = good(true);
+    let n = b.len();
+    // Give the real EOCD a 22-byte comment that is itself an EOCD with an empty comment.
+    let fake = b[n - 22..].to_vec();
+    b[n - 2..].copy_from_slice(&22u16.to_le_bytes());
+    b.extend_from_slice(&fake);
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::AmbiguousEocd { count: 2 }));
+}
+
+#[test]
+fn local_header_disagreeing_with_central_is_refused() {
+    let b0 = good(true);
+    let l = layout(&b0);
+    let (_, local, _) = find(&l, "files/avatars/a.png");
+    // method
+    let mut b = b0.clone();
+    b[local + 8] = 8;
+    let e = container(read_all(&b).unwrap_err());
+    assert!(matches!(e, ContainerError::LocalMismatch { field: "method", .. }), "{e:?}");
+    assert_eq!(e.entry(), Some("files/avatars/a.png"));
+    // flags
+    let mut b = b0.clone();
+    b[local + 6] = 0;
+    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::LocalMismatch { field: "flags", .. }));
+    // name
+    let mut b = b0.clone();
+    b[local + 30 + 14] = b'z';
+    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::LocalMismatch { field: "name", .. }));
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let mut b = good(true);
+    let l = layout(&b);
+    let (_, local, central) = find(&l, "files/avatars/b.png").clone();
+    b[local + 30 + 14] = b'a';
+    b[central + 46 + 14] = b'a';
+    match open(&b).unwrap_err() {
+        ArchiveError::DuplicateName { entry } => assert_eq!(entry, "files/avatars/a.png"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn overlapping_entries_are_refused() {
+    let mut b = good(true);
+    let l = layout(&b);
+    let (_, a_local, _) = find(&l, "files/avatars/a.png").clone();
+    let (_, _, b_central) = find(&l, "files/avatars/b.png").clone();
+    b[b_central + 42..b_central + 46].copy_from_slice(&(a_local as u32).to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Overlap { .. }));
+}
+
+#[test]
+fn lying_zip64_fields_are_refused() {
+    let b0 = good(true);
+    let n = b0.len();
+    let z = n - 22 - 20 - 56; // ZIP64 end record
+    // Entry count too high.
+    let mut b = b0.clone();
+    b[z + 32..z + 40].copy_from_slice(&1000u64.to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::CentralDirectoryMismatch { .. }));
+    // Directory offset beyond the file.
+    let mut b = b0.clone();
+    b[z + 48..z + 56].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::CentralDirectoryOutOfBounds { .. }));
+    // Locator pointing past the end.
+    let mut b = b0.clone();
+    let loc = n - 22 - 20;
+    b[loc + 8..loc + 16].copy_from_slice(&(n as u64).to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Record { .. }));
+    // Entry count over the limit.
+    let mut b = b0.clone();
+    b[z + 32..z + 40].copy_from_slice(&10_000_000u64.to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::TooManyEntries { .. }));
+    // A classic field that disagrees with the ZIP64 record.
+    let mut b = b0.clone();
+    b[n - 12..n - 10].copy_from_slice(&3u16.to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Zip64Mismatch { .. }));
+    // A sentinel size in a central record with no ZIP64 extra.
+    let mut b = b0.clone();
+    let l = layout(&b0);
+    let (_, _, central) = find(&l, "files/avatars/a.png").clone();
+    b[central + 24..central + 28].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Record { .. }));
+}
+
+#[test]
+fn unknown_method_and_encrypted_flag_are_refused() {
+    let b0 = good(true);
+    let l = layout(&b0);
+    let (_, local, central) = find(&l, "files/avatars/a.png").clone();
+    let mut b = b0.clone();
+    b[central + 10] = 12;
+    b[local + 8] = 12;
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::UnsupportedMethod { method: 12, .. }));
+    let mut b = b0.clone();
+    b[central + 8] |= 1;
+    b[local + 6] |= 1;
+    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Encrypted { .. }));
+}
+
+#[test]
+fn crc_size_and_digest_mismatches_are_refused() {
+    let b0 = good(false);
+    let l = layout(&b0);
+    let (_, local, central) = find(&l, "files/avatars/a.png").clone();
+    let data = local + 30 + "files/avatars/a.png".len();
+    let mut b = b0.clone();
+    b[data] = b'Z';
+    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::CrcMismatch { .. }));
+    // With digests, the CRC is checked first, then the digest; forge the CRC too.
+    let b1 = good(true);
+    let l = layout(&b1);
+    let (_, local, central1) = find(&l, "files/avatars/a.png").clone();
+    let data = local + 30 + "files/avatars/a.png".len();
+    let mut b = b1.clone();
+    b[data] = b'Z';
+    let mut forged = b1[data..data + 8].to_vec();
+    forged[0] = b'Z';
+    let crc = crc32fast::hash(&forged);
+    b[central1 + 16..central1 + 20].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::DigestMismatch { .. }));
+    // Declared size smaller than the data: a lie about size.
+    let mut b = b0.clone();
+    b[central + 24..central + 28].copy_from_slice(&4u32.to_le_bytes());
+    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::SizeMismatch { .. }));
+}
+
+#[test]
+fn deep_verify_lists_every_problem_and_checks_descriptors() {
+    let b0 = good(false);
+    let l = layout(&b0);
+    let mut b = b0.clone();
+    for name in ["files/avatars/a.png", "files/avatars/b.png"] {
+        let (_, local, _) = find(&l, name).clone();
+        b[local + 30 + name.len()] ^= 0xff;
+    }
+    let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
+    let crc: Vec<_> = r.problems.iter().filter(|p| p.code == "crc_mismatch").collect();
+    assert_eq!(crc.len(), 2, "{:?}", r.problems);
+    // A data descriptor that lies (the server never reads them).
+    let mut b = b0.clone();
+    let (_, local, _) = find(&l, "files/avatars/a.png").clone();
+    let desc = local + 30 + "files/avatars/a.png".len() + 8;
+    b[desc + 4] ^= 1; // CRC in the descriptor
+    let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
+    assert!(r.problems.iter().any(|p| p.message.contains("data descriptor")), "{:?}", r.problems);
+    // Fast verify does not read entry bodies.
+    assert!(verify(Cursor::new(&b[..]), Limits::default(), Depth::Fast).is_ok());
+}
+
+/// Builds an archive entry by entry with the raw ZIP writer.
+fn raw(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = ZipWriter::new(Vec::new());
+    for (name, data) in entries {
+        let method = if name.starts_with("files/") { Method::Stored } else { Method::Deflated(3) };
+        let opts = EntryOptions {
+            method,
+            dos_time: (0, 33),
+            external_attr: DEFAULT_EXTERNAL_ATTR,
+        };
+        z.add_entry(name, opts, data).unwrap();
+    }
+    z.finish().unwrap().0
+}
+
+const MANIFEST: &[u8] = br#"{"schemaVersion":1,"producer":"lumiverse","archiveId":"x","ndjsonFormatVersion":1}"#;
+
+#[test]
+fn names_outside_the_allowlist_are_refused() {
+    for (bad, rule) in [
+        ("evil.sh", NameRule::Unknown),
+        ("../evil", NameRule::DotSegment),
+        ("files/avatars/../../x", NameRule::DotSegment),
+        ("/etc/passwd", NameRule::Absolute),
+        ("C:/Windows/x", NameRule::DriveLetter),
+        ("\\\\host\\share", NameRule::Unc),
+        ("files\\avatars\\..\\..\\x", NameRule::DotSegment),
+        ("files/avatars/a\u{1}b", NameRule::ControlCharacter),
+        ("database/", NameRule::Directory),
+    ] {
+        let b = raw(&[("manifest.json", MANIFEST), (bad, b"x")]);
+        match open(&b).unwrap_err() {
+            ArchiveError::Name(e) => {
+                assert_eq!(e.rule, rule, "{bad}");
+                assert_eq!(e.name, bad);
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn bad_manifests_are_refused() {
+    let cases: [(&[u8], &str); 5] = [
+        (b"not json", "NotJson"),
+        (br#"{"schemaVersion":1,"producer":"someone-else"}"#, "WrongProducer"),
+        (br#"{"schemaVersion":2,"producer":"lumiverse"}"#, "UnsupportedSchema"),
+        (b"[1,2]", "NotObject"),
+        (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]", "TooDeep"),
+    ];
+    for (m, want) in cases {
+        let b = raw(&[("manifest.json", m)]);
+        match open(&b).unwrap_err() {
+            ArchiveError::Manifest(e) => assert!(format!("{e:?}").starts_with(want), "{e:?}"),
+            other => panic!("{want}: {other:?}"),
+        }
+    }
+    let b = raw(&[("database/chats.ndjson", b"")]);
+    assert!(matches!(open(&b).unwrap_err(), ArchiveError::NoManifest));
+    let e = open(&raw(&[("manifest.json", br#"{"schemaVersion":9,"producer":"lumiverse"}"#)])).unwrap_err();
+    assert!(e.to_string().contains("reads schema versions 1 to 1"), "{e}");
+}
+
+#[test]
+fn bad_ndjson_is_a_typed_error_naming_table_and_line() {
+    let long = format!("{{\"a\":\"{}\"}}\n", "x".repeat(4 * 1024 * 1024));
+    let cases: Vec<(Vec<u8>, u64, &str)> = vec![
+        (format!("{{}}\n{long}").into_bytes(), 2, "exceeds"),
+        (b"{}\n\n{\"a\":\"\xff\"}\n".to_vec(), 3, "UTF-8"),
+        (b"{\"a\":1}\n[1]\n".to_vec(), 2, "not an object"),
+        (b"{\"a\":\n".to_vec(), 1, "not valid JSON"),
+    ];
+    for (body, line, msg) in cases {
+        let b = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", &body)]);
+        let mut a = open(&b).unwrap();
+        let err = a.rows("chats").unwrap().find_map(Result::err).unwrap();
+        match &err {
+            ArchiveError::Line { entry, line: l, .. } => {
+                assert_eq!(entry, "database/chats.ndjson");
+                assert_eq!(*l, line, "{err}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains(msg), "{err}");
+    }
+    // Blank lines and falsy values are skipped like the server does.
+    let b = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", b"{}\n\nnull\n0\n{\"b\":2}\n")]);
+    assert_eq!(open(&b).unwrap().rows("chats").unwrap().count(), 2);
+}
+
+#[test]
+fn oversized_text_entries_hit_their_limits() {
+    let mut l = Limits::default();
+    l.max_manifest_bytes = 10;
+    let b = raw(&[("manifest.json", MANIFEST)]);
+    assert!(matches!(
+        Archive::open(Cursor::new(&b[..]), l).unwrap_err(),
+        ArchiveError::EntryTooLarge { .. }
+    ));
+    let mut l = Limits::default();
+    l.max_text_entries = 1;
+    let b = raw(&[("manifest.json", MANIFEST), ("database/a.ndjson", b"")]);
+    assert!(matches!(
+        Archive::open(Cursor::new(&b[..]), l).unwrap_err(),
+        ArchiveError::TooManyTextEntries { .. }
+    ));
+}
+
+#[test]
+fn a_high_ratio_bomb_stops_at_the_declared_size() {
+    // 64 MiB of zeros deflate to ~64 KiB; declare 1 KiB.
+    let zeros = vec![0u8; 64 << 20];
+    let b0 = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", &zeros)]);
+    let l = layout(&b0);
+    let (_, _, central) = find(&l, "database/chats.ndjson").clone();
+    let mut b = b0.clone();
+    b[central + 24..central + 28].copy_from_slice(&1024u32.to_le_bytes());
+    let mut a = open(&b).unwrap();
+    let i = a.find(&lvbak::EntryName::Table("chats".into())).unwrap();
+    let mut r = a.entry_reader(i).unwrap();
+    let mut sink = Vec::new();
+    let e = r.read_to_end(&mut sink).unwrap_err();
+    assert!(matches!(ContainerError::from_io(e), ContainerError::SizeMismatch { .. }));
+    assert!(sink.len() <= 1024, "inflated {} bytes past the declared size", sink.len());
+    let _ = l.cd_offset;
+}
