@@ -298,7 +298,9 @@ fn is_image_name(s: &str) -> bool {
     match uuid_prefix(s) {
         Some("") => true,
         Some(rest) => match rest.strip_prefix('.') {
-            Some(ext) => (1..=8).contains(&ext.len()) && ext.bytes().all(|c| c.is_ascii_alphanumeric()),
+            Some(ext) => {
+                (1..=8).contains(&ext.len()) && ext.bytes().all(|c| c.is_ascii_alphanumeric())
+            }
             None => false,
         },
         None => false,
@@ -323,7 +325,9 @@ fn is_plain_name(s: &str) -> bool {
 fn is_theme_asset_name(s: &str) -> bool {
     match s.split_once('/') {
         Some((bundle, rest)) => {
-            is_plain_name(bundle) && !rest.is_empty() && rest.bytes().all(|c| plain_char(c) || c == b'/')
+            is_plain_name(bundle)
+                && !rest.is_empty()
+                && rest.bytes().all(|c| plain_char(c) || c == b'/')
         }
         None => false,
     }
@@ -332,7 +336,11 @@ fn is_theme_asset_name(s: &str) -> bool {
 fn is_sound_name(s: &str) -> bool {
     matches!(
         s,
-        "completion.mp3" | "completion.wav" | "completion.ogg" | "completion.aac" | "completion.m4a"
+        "completion.mp3"
+            | "completion.wav"
+            | "completion.ogg"
+            | "completion.aac"
+            | "completion.m4a"
     )
 }
 
@@ -343,7 +351,10 @@ mod tests {
     #[test]
     fn allowlist_accepts_every_kind() {
         assert_eq!(EntryName::parse("manifest.json"), Ok(EntryName::Manifest));
-        assert_eq!(EntryName::parse("manifest-stats.json"), Ok(EntryName::Trailer));
+        assert_eq!(
+            EntryName::parse("manifest-stats.json"),
+            Ok(EntryName::Trailer)
+        );
         assert_eq!(
             EntryName::parse("database/world_book_entries.ndjson"),
             Ok(EntryName::Table("world_book_entries".into()))
@@ -356,11 +367,20 @@ mod tests {
         for (raw, bucket) in [
             (format!("files/images/{id}.png"), Bucket::Images),
             (format!("files/images/{id}"), Bucket::Images),
-            (format!("files/thumbnails/{id}_thumb_sm_v2.webp"), Bucket::Thumbnails),
+            (
+                format!("files/thumbnails/{id}_thumb_sm_v2.webp"),
+                Bucket::Thumbnails,
+            ),
             ("files/avatars/a-b_c.9.png".to_owned(), Bucket::Avatars),
             (format!("files/databank/{id}__x.txt"), Bucket::Databank),
-            ("files/theme-assets/bundle/a/b.css".to_owned(), Bucket::ThemeAssets),
-            ("files/notification-sounds/completion.ogg".to_owned(), Bucket::NotificationSounds),
+            (
+                "files/theme-assets/bundle/a/b.css".to_owned(),
+                Bucket::ThemeAssets,
+            ),
+            (
+                "files/notification-sounds/completion.ogg".to_owned(),
+                Bucket::NotificationSounds,
+            ),
         ] {
             match EntryName::parse(&raw) {
                 Ok(EntryName::File { bucket: b, .. }) => assert_eq!(b, bucket, "{raw}"),
@@ -379,7 +399,10 @@ mod tests {
             "secrets/encrypted.ndjson",
             "files/theme-assets/b/x.png",
         ] {
-            assert_eq!(EntryName::parse(raw).map(|n| n.to_string()).as_deref(), Ok(raw));
+            assert_eq!(
+                EntryName::parse(raw).map(|n| n.to_string()).as_deref(),
+                Ok(raw)
+            );
         }
     }
 
@@ -406,9 +429,18 @@ mod tests {
         assert_eq!(rule("\\files/avatars/x"), NameRule::Unknown);
         assert_eq!(rule("database/Chats.ndjson"), NameRule::TableName);
         assert_eq!(rule("database/chats.json"), NameRule::TableName);
-        assert_eq!(rule("files/images/not-a-uuid.png"), NameRule::BucketPattern(Bucket::Images));
-        assert_eq!(rule("files/avatars/é.png"), NameRule::BucketPattern(Bucket::Avatars));
-        assert_eq!(rule("files/notification-sounds/completion.exe"), NameRule::BucketPattern(Bucket::NotificationSounds));
+        assert_eq!(
+            rule("files/images/not-a-uuid.png"),
+            NameRule::BucketPattern(Bucket::Images)
+        );
+        assert_eq!(
+            rule("files/avatars/é.png"),
+            NameRule::BucketPattern(Bucket::Avatars)
+        );
+        assert_eq!(
+            rule("files/notification-sounds/completion.exe"),
+            NameRule::BucketPattern(Bucket::NotificationSounds)
+        );
         assert_eq!(rule("files/unknown/x"), NameRule::Unknown);
         assert_eq!(rule("evil.sh"), NameRule::Unknown);
         assert_eq!(rule(&"a".repeat(4097)), NameRule::TooLong);
@@ -417,7 +449,9 @@ mod tests {
     #[test]
     fn backslashes_read_as_slashes() {
         assert_eq!(
-            EntryName::parse("files\\avatars\\x.png").map(|n| n.to_string()).as_deref(),
+            EntryName::parse("files\\avatars\\x.png")
+                .map(|n| n.to_string())
+                .as_deref(),
             Ok("files/avatars/x.png")
         );
     }

@@ -24,7 +24,10 @@ pub fn inspect_with_progress<R: Read + Seek>(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Value, ArchiveError> {
     let manifest = Value::Object(archive.manifest().raw.clone());
-    let stats = archive.trailer().map(|t| Value::Object(t.raw.clone())).unwrap_or(Value::Null);
+    let stats = archive
+        .trailer()
+        .map(|t| Value::Object(t.raw.clone()))
+        .unwrap_or(Value::Null);
     let tables_list = archive.tables();
     let vectors_list = archive.vector_tables();
     let total = (tables_list.len() + vectors_list.len()) as u64;
@@ -83,7 +86,11 @@ pub fn secrets_summary<R: Read + Seek>(archive: &mut Archive<R>) -> Result<Value
         entry: "secrets/index.json".into(),
         message: format!("not valid JSON: {e}"),
     })?;
-    let keys: Vec<Value> = v.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
+    let keys: Vec<Value> = v
+        .get("keys")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut out = json!({"count": keys.len(), "keys": keys});
     if let Some(ver) = v.get("version").and_then(Value::as_u64) {
         out["envelope"] = json!(format!("v{ver}"));

@@ -20,11 +20,13 @@
 pub mod archive;
 pub mod container;
 pub mod entry_name;
+pub mod envelope;
+pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod ndjson;
-pub mod inspect;
 pub mod repack;
+pub mod tables;
 
 pub use archive::{Archive, ArchiveError, ArchiveWriter, Row, WriteOptions};
 pub use entry_name::{Bucket, EntryName};

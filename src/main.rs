@@ -69,6 +69,12 @@ enum Command {
         #[arg(long)]
         drop_secrets: bool,
     },
+    /// Make a sample account archive, verify it, inspect it and repack it: a tour in a temp folder.
+    Demo {
+        /// Where to put the files (default: a new folder under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Recover an archive hit by the Lumiverse 1.0.x duplicated-chunk bug, writing a good copy.
     Repair {
         /// Input archive.
@@ -89,7 +95,9 @@ enum Failure {
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         match e {
-            ArchiveError::Container(lvbak::container::ContainerError::Io(io)) => Failure::Io(io.to_string()),
+            ArchiveError::Container(lvbak::container::ContainerError::Io(io)) => {
+                Failure::Io(io.to_string())
+            }
             other => Failure::Invalid(other.to_string()),
         }
     }
@@ -137,9 +145,11 @@ fn bar(cli: &Cli, len: u64, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} entries, {binary_bytes} ({binary_bytes_per_sec}), ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} entries, {binary_bytes} ({binary_bytes_per_sec}), ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
     pb.set_style(style);
     pb.set_message(what.to_owned());
     pb
@@ -157,7 +167,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Verify { archive, deep, json } => {
+        Command::Verify {
+            archive,
+            deep,
+            json,
+        } => {
             let depth = if *deep { Depth::Deep } else { Depth::Fast };
             let f = open_file(archive)?;
             let pb = bar(cli, 0, "verifying");
@@ -189,7 +203,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                     println!(
                         "ok: {} entries{}",
                         report.entries,
-                        if *deep { format!(", {} bytes checked", report.bytes_checked) } else { String::new() }
+                        if *deep {
+                            format!(", {} bytes checked", report.bytes_checked)
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             }
@@ -207,15 +225,24 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                     deterministic: *deterministic,
                     ..WriteOptions::default()
                 },
-                secrets: if *drop_secrets { SecretsAction::Drop } else { SecretsAction::Keep },
+                secrets: if *drop_secrets {
+                    SecretsAction::Drop
+                } else {
+                    SecretsAction::Keep
+                },
             };
-            let (out, s) = write_atomically(output, |w| lvbak::repack::repack(&mut a, w, &opts))?;
-            let _ = out;
+            let s = write_atomically(output, |w| lvbak::repack::repack(&mut a, w, &opts))?;
             if !cli.quiet {
-                println!("wrote {} ({} entries, {} bytes)", output.display(), s.entries, s.bytes);
+                println!(
+                    "wrote {} ({} entries, {} bytes)",
+                    output.display(),
+                    s.entries,
+                    s.bytes
+                );
             }
             Ok(0)
         }
+        Command::Demo { dir } => demo(cli, dir.clone()),
         Command::Repair {
             input,
             output,
@@ -230,7 +257,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 secrets: SecretsAction::Keep,
             };
             let mut fixed = Vec::new();
-            let (_, s) = write_atomically(output, |w| {
+            let s = write_atomically(output, |w| {
                 let (w, s, r) = lvbak::repack::repair(&mut a, w, &opts)?;
                 fixed = r;
                 Ok((w, s))
@@ -248,7 +275,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 if fixed.is_empty() {
                     println!("nothing to repair");
                 }
-                println!("wrote {} ({} entries, {} bytes)", output.display(), s.entries, s.bytes);
+                println!(
+                    "wrote {} ({} entries, {} bytes)",
+                    output.display(),
+                    s.entries,
+                    s.bytes
+                );
             }
             Ok(0)
         }
@@ -260,18 +292,21 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
 fn write_atomically<T>(
     path: &Path,
     f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), ArchiveError>,
-) -> Result<((), T), Failure> {
+) -> Result<T, Failure> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
-    let file = File::create(&tmp).map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
+    let file = File::create(&tmp)
+        .map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
     let result = f(BufWriter::with_capacity(256 * 1024, file));
     match result {
         Ok((mut w, t)) => {
-            w.flush().map_err(|e| Failure::Io(format!("cannot write {}: {e}", tmp.display())))?;
+            w.flush()
+                .map_err(|e| Failure::Io(format!("cannot write {}: {e}", tmp.display())))?;
             drop(w);
-            std::fs::rename(&tmp, path).map_err(|e| Failure::Io(format!("cannot rename to {}: {e}", path.display())))?;
-            Ok(((), t))
+            std::fs::rename(&tmp, path)
+                .map_err(|e| Failure::Io(format!("cannot rename to {}: {e}", path.display())))?;
+            Ok(t)
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -287,14 +322,26 @@ fn print_summary(v: &serde_json::Value) {
     println!(
         "format    schema {}, ndjson {}, {} entries, {} bytes",
         m["schemaVersion"],
-        if m.get("ndjsonFormatVersion").is_some() { m["ndjsonFormatVersion"].to_string() } else { "legacy".into() },
+        if m.get("ndjsonFormatVersion").is_some() {
+            m["ndjsonFormatVersion"].to_string()
+        } else {
+            "legacy".into()
+        },
         v["entries"],
         v["size"]
     );
     let tables = v["tables"].as_object().cloned().unwrap_or_default();
     let rows: u64 = tables.values().filter_map(|x| x.as_u64()).sum();
-    let nonempty = tables.values().filter(|x| x.as_u64().unwrap_or(0) > 0).count();
-    println!("tables    {} ({} non-empty), {} rows", tables.len(), nonempty, rows);
+    let nonempty = tables
+        .values()
+        .filter(|x| x.as_u64().unwrap_or(0) > 0)
+        .count();
+    println!(
+        "tables    {} ({} non-empty), {} rows",
+        tables.len(),
+        nonempty,
+        rows
+    );
     for (t, n) in &tables {
         if n.as_u64().unwrap_or(0) > 0 {
             println!("  {t:<28} {n}");
@@ -307,7 +354,14 @@ fn print_summary(v: &serde_json::Value) {
     }
     if let Some(files) = v["files"].as_object() {
         let parts: Vec<String> = files.iter().map(|(b, n)| format!("{b} {n}")).collect();
-        println!("files     {}", if parts.is_empty() { "none".into() } else { parts.join(", ") });
+        println!(
+            "files     {}",
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(", ")
+            }
+        );
     }
     let s = &v["secrets"];
     println!("secrets   {}", s["count"]);
@@ -319,4 +373,133 @@ fn print_summary(v: &serde_json::Value) {
     if let Some(mf) = v["missingFiles"].as_array().filter(|a| !a.is_empty()) {
         println!("missing   {} files (listed in the trailer)", mf.len());
     }
+}
+
+fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
+    let dir = dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("lvbak-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let archive_path = dir.join("demo-account.lvbak");
+    let id = "d3m0d3m0-0000-4000-8000-000000000001".replace("d3m0d3m0", "0de30de3");
+    let mut manifest = lvbak::Manifest::new(&id, 1_795_000_000);
+    manifest.include_vectors = true;
+    manifest.embedding_config.provider = Some("openai-compatible".into());
+    manifest.embedding_config.model = Some("demo-embed".into());
+    manifest.embedding_config.dimension = Some(4);
+    manifest.sync_raw();
+    let opts = WriteOptions {
+        deterministic: true,
+        ..WriteOptions::default()
+    };
+    let summary = write_atomically(&archive_path, |out| {
+        let mut w = lvbak::ArchiveWriter::new(out, &manifest, opts.clone())?;
+        for (n, table) in lvbak::tables::EXPORT_ORDER.iter().enumerate() {
+            let mut t = w.table(table)?;
+            let rows = if *table == "messages" { 200 } else { 1 + n % 3 };
+            for i in 0..rows {
+                let row = json!({
+                    "id": format!("{table}-{i}"),
+                    "user_id": "demo-user",
+                    "name": format!("Sample {table} #{i} — ünïcödé ✓"),
+                    "metadata": "{\"demo\":true}",
+                    "created_at": 1_795_000_000 + i as u64,
+                });
+                t.write_row(&row.to_string())?;
+            }
+            t.finish()?;
+        }
+        let img = "0de30de3-0000-4000-8000-00000000000a";
+        w.add_file(
+            lvbak::Bucket::Images,
+            &format!("{img}.png"),
+            &b"\x89PNG\r\n\x1a\n demo image"[..],
+        )?;
+        w.add_file(
+            lvbak::Bucket::Thumbnails,
+            &format!("{img}_thumb_sm_v2.webp"),
+            &b"RIFF....WEBP"[..],
+        )?;
+        w.add_file(
+            lvbak::Bucket::Avatars,
+            "demo-avatar.png",
+            &b"\x89PNG\r\n\x1a\n avatar"[..],
+        )?;
+        w.add_file(
+            lvbak::Bucket::Databank,
+            "doc-1__notes.txt",
+            &b"databank notes"[..],
+        )?;
+        w.add_file(
+            lvbak::Bucket::ThemeAssets,
+            "bundle-1/style.css",
+            &b"body{}"[..],
+        )?;
+        w.add_file(
+            lvbak::Bucket::NotificationSounds,
+            "completion.ogg",
+            &b"OggS demo"[..],
+        )?;
+        let mut v = w.vector_table("embeddings")?;
+        v.write_row(r#"{"id":"demo-user:chat_chunk:c1:0","source_type":"chat_chunk","source_id":"c1","owner_id":"chats-0","chunk_index":0,"metadata_json":"{}","updated_at":1795000000,"vector_b64":"AACAPwAAAEAAAEBAAACAQA=="}"#)?;
+        v.finish()?;
+        w.add_missing_file("images/0de30de3-0000-4000-8000-00000000000a_thumb_lg_v2.webp");
+        w.finish()
+    })?;
+    let say = |s: String| {
+        if !cli.quiet {
+            println!("{s}");
+        }
+    };
+    say(format!(
+        "1. wrote a sample account: {} ({} entries, {} bytes; 49 tables, 6 files, 1 vector table)",
+        archive_path.display(),
+        summary.entries,
+        summary.bytes
+    ));
+    let report = lvbak::archive::verify(open_file(&archive_path)?, Limits::default(), Depth::Deep);
+    if !report.is_ok() {
+        return Err(Failure::Invalid(format!(
+            "demo archive failed verification: {:?}",
+            report.problems
+        )));
+    }
+    say(format!(
+        "2. deep verify: ok ({} entries, {} bytes inflated and checked: sizes, CRC-32, SHA-256 digests, NDJSON)",
+        report.entries, report.bytes_checked
+    ));
+    let mut a = Archive::open(open_file(&archive_path)?, Limits::default())?;
+    let v = lvbak::inspect::inspect(&mut a)?;
+    let rows: u64 = v["tables"]
+        .as_object()
+        .map(|o| o.values().filter_map(|x| x.as_u64()).sum())
+        .unwrap_or(0);
+    say(format!(
+        "3. inspect: archive {}, {} rows in {} tables, files {}",
+        v["manifest"]["archiveId"].as_str().unwrap_or("?"),
+        rows,
+        v["tables"].as_object().map(|o| o.len()).unwrap_or(0),
+        v["files"]
+    ));
+    let copy = dir.join("demo-account.repacked.lvbak");
+    let ropts = RepackOptions {
+        write: opts.clone(),
+        secrets: SecretsAction::Keep,
+    };
+    write_atomically(&copy, |w| lvbak::repack::repack(&mut a, w, &ropts))?;
+    let same = std::fs::read(&copy).ok() == std::fs::read(&archive_path).ok();
+    say(format!(
+        "4. deterministic repack: {} ({})",
+        copy.display(),
+        if same {
+            "byte-identical to the original"
+        } else {
+            "differs from the original"
+        }
+    ));
+    say(format!(
+        "Next: lvbak inspect {} --json",
+        archive_path.display()
+    ));
+    Ok(if same { 0 } else { 1 })
 }

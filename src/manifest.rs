@@ -171,7 +171,10 @@ fn depth_ok(bytes: &[u8], max: u32) -> bool {
 }
 
 /// Parses JSON bytes into an object map, refusing nesting beyond `max_depth`.
-pub(crate) fn parse_object(bytes: &[u8], max_depth: u32) -> Result<Map<String, Value>, ManifestError> {
+pub(crate) fn parse_object(
+    bytes: &[u8],
+    max_depth: u32,
+) -> Result<Map<String, Value>, ManifestError> {
     if !depth_ok(bytes, max_depth) {
         return Err(ManifestError::TooDeep(max_depth));
     }
@@ -194,10 +197,16 @@ impl Manifest {
     /// Builds a manifest from an already parsed object.
     pub fn from_map(raw: Map<String, Value>) -> Result<Manifest, ManifestError> {
         let sv = js_number(raw.get("schemaVersion"));
-        let (min, max) = (*SUPPORTED_SCHEMA_VERSIONS.start(), *SUPPORTED_SCHEMA_VERSIONS.end());
+        let (min, max) = (
+            *SUPPORTED_SCHEMA_VERSIONS.start(),
+            *SUPPORTED_SCHEMA_VERSIONS.end(),
+        );
         if !(sv.is_finite() && sv >= min as f64 && sv <= max as f64) {
             return Err(ManifestError::UnsupportedSchema {
-                found: raw.get("schemaVersion").map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into()),
+                found: raw
+                    .get("schemaVersion")
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(missing)".into()),
                 min,
                 max,
             });
@@ -206,12 +215,17 @@ impl Manifest {
             Some(Value::String(s)) if s == PRODUCER => {}
             other => {
                 return Err(ManifestError::WrongProducer {
-                    found: other.map(|v| v.to_string()).unwrap_or_else(|| "(missing)".into()),
+                    found: other
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "(missing)".into()),
                 })
             }
         }
         let exported_at = match raw.get("exportedAt") {
-            Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .unwrap_or(0),
             _ => 0,
         };
         let archive_id = match raw.get("archiveId") {
@@ -219,14 +233,20 @@ impl Manifest {
             Some(v) if truthy(Some(v)) => v.to_string(),
             _ => String::new(),
         };
-        let producer_version = raw.get("producerVersion").and_then(|v| v.as_str()).map(str::to_owned);
+        let producer_version = raw
+            .get("producerVersion")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         let ndjson_format_version = raw
             .get("ndjsonFormatVersion")
             .and_then(|v| v.as_u64())
             .filter(|v| *v >= 1);
         let embedding_config = match raw.get("embeddingConfig") {
             Some(Value::Object(m)) => EmbeddingConfig {
-                provider: m.get("provider").and_then(|v| v.as_str()).map(str::to_owned),
+                provider: m
+                    .get("provider")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
                 model: m.get("model").and_then(|v| v.as_str()).map(str::to_owned),
                 dimension: m.get("dimension").and_then(|v| v.as_u64()),
             },
@@ -297,7 +317,10 @@ impl Manifest {
         out.insert("archiveId".into(), Value::from(self.archive_id.clone()));
         out.insert(
             "producerVersion".into(),
-            self.producer_version.clone().map(Value::from).unwrap_or(Value::Null),
+            self.producer_version
+                .clone()
+                .map(Value::from)
+                .unwrap_or(Value::Null),
         );
         if let Some(v) = self.ndjson_format_version {
             out.insert("ndjsonFormatVersion".into(), Value::from(v));
@@ -309,15 +332,27 @@ impl Manifest {
         ec.insert("model".into(), opt(&self.embedding_config.model));
         ec.insert(
             "dimension".into(),
-            self.embedding_config.dimension.map(|d| Value::Number(Number::from(d))).unwrap_or(Value::Null),
+            self.embedding_config
+                .dimension
+                .map(|d| Value::Number(Number::from(d)))
+                .unwrap_or(Value::Null),
         );
         out.insert("embeddingConfig".into(), Value::Object(ec));
         out.insert("counts".into(), counts_value(&self.counts));
         out.insert(
             "missingFiles".into(),
-            Value::Array(self.missing_files.iter().cloned().map(Value::from).collect()),
+            Value::Array(
+                self.missing_files
+                    .iter()
+                    .cloned()
+                    .map(Value::from)
+                    .collect(),
+            ),
         );
-        out.insert("hasEncryptedSecrets".into(), Value::Bool(self.has_encrypted_secrets));
+        out.insert(
+            "hasEncryptedSecrets".into(),
+            Value::Bool(self.has_encrypted_secrets),
+        );
         out.insert("secretsCount".into(), Value::from(self.secrets_count));
         for (k, v) in &self.raw {
             if !known.contains(&k.as_str()) {
@@ -339,7 +374,12 @@ impl Manifest {
 }
 
 fn counts_value(counts: &[(String, u64)]) -> Value {
-    Value::Object(counts.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect())
+    Value::Object(
+        counts
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect(),
+    )
 }
 
 /// `JSON.stringify(value, null, 2)` for values without non-integer numbers.
@@ -392,7 +432,11 @@ impl Trailer {
     }
 
     /// A trailer as lvbak writes it.
-    pub fn new(counts: Vec<(String, u64)>, missing_files: Vec<String>, lvbak: Option<LvbakTrailer>) -> Trailer {
+    pub fn new(
+        counts: Vec<(String, u64)>,
+        missing_files: Vec<String>,
+        lvbak: Option<LvbakTrailer>,
+    ) -> Trailer {
         let mut raw = Map::new();
         raw.insert("counts".into(), counts_value(&counts));
         raw.insert(
@@ -404,7 +448,12 @@ impl Trailer {
             m.insert("version".into(), Value::from(l.version));
             m.insert(
                 "sha256".into(),
-                Value::Object(l.sha256.iter().map(|(k, d)| (k.clone(), Value::from(hex(d)))).collect()),
+                Value::Object(
+                    l.sha256
+                        .iter()
+                        .map(|(k, d)| (k.clone(), Value::from(hex(d))))
+                        .collect(),
+                ),
             );
             raw.insert(LVBAK_FIELD.into(), Value::Object(m));
         }
@@ -471,7 +520,10 @@ mod tests {
 
     #[test]
     fn server_checks() {
-        assert!(matches!(Manifest::parse(b"nope", 8), Err(ManifestError::NotJson(_))));
+        assert!(matches!(
+            Manifest::parse(b"nope", 8),
+            Err(ManifestError::NotJson(_))
+        ));
         assert_eq!(Manifest::parse(b"[]", 8), Err(ManifestError::NotObject));
         assert!(matches!(
             Manifest::parse(br#"{"schemaVersion":1,"producer":"other"}"#, 8),
@@ -485,25 +537,44 @@ mod tests {
             Manifest::parse(br#"{"producer":"lumiverse"}"#, 8),
             Err(ManifestError::UnsupportedSchema { .. })
         ));
-        let m = Manifest::parse(br#"{"schemaVersion":"1","producer":"lumiverse","ndjsonFormatVersion":1.5,"x":[1]}"#, 8).unwrap();
+        let m = Manifest::parse(
+            br#"{"schemaVersion":"1","producer":"lumiverse","ndjsonFormatVersion":1.5,"x":[1]}"#,
+            8,
+        )
+        .unwrap();
         assert_eq!(m.schema_version, 1);
         assert_eq!(m.ndjson_format_version, None);
         assert_eq!(m.extra("x"), Some(&serde_json::json!([1])));
-        assert_eq!(Manifest::parse(format!("{}{}", "[".repeat(50), "]".repeat(50)).as_bytes(), 8), Err(ManifestError::TooDeep(8)));
+        assert_eq!(
+            Manifest::parse(
+                format!("{}{}", "[".repeat(50), "]".repeat(50)).as_bytes(),
+                8
+            ),
+            Err(ManifestError::TooDeep(8))
+        );
     }
 
     #[test]
     fn new_manifest_has_the_server_layout() {
         let m = Manifest::new("a", 5);
         let s = String::from_utf8(m.to_json()).unwrap();
-        assert!(s.starts_with("{\n  \"schemaVersion\": 1,\n  \"producer\": \"lumiverse\",\n  \"exportedAt\": 5,"));
+        assert!(s.starts_with(
+            "{\n  \"schemaVersion\": 1,\n  \"producer\": \"lumiverse\",\n  \"exportedAt\": 5,"
+        ));
         assert!(s.contains("\"counts\": {},\n  \"missingFiles\": [],"));
         assert!(!s.ends_with('\n'));
     }
 
     #[test]
     fn trailer_digests_round_trip() {
-        let t = Trailer::new(vec![("chats".into(), 3)], vec![], Some(LvbakTrailer { version: 1, sha256: vec![("manifest.json".into(), [7; 32])] }));
+        let t = Trailer::new(
+            vec![("chats".into(), 3)],
+            vec![],
+            Some(LvbakTrailer {
+                version: 1,
+                sha256: vec![("manifest.json".into(), [7; 32])],
+            }),
+        );
         let back = Trailer::parse(&t.to_json(), 8).unwrap();
         assert_eq!(back.digest("manifest.json"), Some([7; 32]));
         assert_eq!(back.counts, vec![("chats".to_string(), 3)]);

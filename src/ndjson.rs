@@ -175,9 +175,15 @@ fn memchr(b: &[u8]) -> Option<usize> {
 /// object or a falsy value. Leading and trailing JSON whitespace is allowed.
 pub fn check_line(line: &[u8], max_depth: u32) -> Result<LineKind, LineError> {
     if let Err(e) = std::str::from_utf8(line) {
-        return Err(LineError::NotUtf8 { at: e.valid_up_to() });
+        return Err(LineError::NotUtf8 {
+            at: e.valid_up_to(),
+        });
     }
-    let mut p = Parser { b: line, i: 0, max_depth };
+    let mut p = Parser {
+        b: line,
+        i: 0,
+        max_depth,
+    };
     p.ws();
     let start = p.i;
     let first = p.peek();
@@ -206,7 +212,10 @@ pub fn check_line(line: &[u8], max_depth: u32) -> Result<LineKind, LineError> {
 
 /// True for a JSON number whose value is zero (`0`, `-0`, `0.000`, `0e7`).
 fn number_is_zero(text: &[u8]) -> bool {
-    let mantissa = text.split(|&c| c == b'e' || c == b'E').next().unwrap_or(text);
+    let mantissa = text
+        .split(|&c| c == b'e' || c == b'E')
+        .next()
+        .unwrap_or(text);
     mantissa.iter().all(|&c| matches!(c, b'0' | b'-' | b'.'))
 }
 
@@ -250,7 +259,9 @@ impl Parser<'_> {
     }
     fn enter(&self, depth: u32) -> Result<(), LineError> {
         if depth > self.max_depth {
-            Err(LineError::TooDeep { max: self.max_depth })
+            Err(LineError::TooDeep {
+                max: self.max_depth,
+            })
         } else {
             Ok(())
         }
@@ -393,7 +404,10 @@ mod tests {
     #[test]
     fn blank_lines_are_skipped_and_numbered() {
         let got = lines(b"{\"a\":1}\n\n{\"b\":2}\n", 100).unwrap();
-        assert_eq!(got, vec![(1, b"{\"a\":1}".to_vec()), (3, b"{\"b\":2}".to_vec())]);
+        assert_eq!(
+            got,
+            vec![(1, b"{\"a\":1}".to_vec()), (3, b"{\"b\":2}".to_vec())]
+        );
         let got = lines(b"{}", 100).unwrap();
         assert_eq!(got, vec![(1, b"{}".to_vec())]);
         assert!(lines(b"", 100).unwrap().is_empty());
@@ -413,20 +427,58 @@ mod tests {
 
     #[test]
     fn check_line_classifies() {
-        assert_eq!(check_line(br#"{"a":[1,{"b":null}],"c":"\u00e9\ud800"}"#, 8), Ok(LineKind::Object));
+        assert_eq!(
+            check_line(br#"{"a":[1,{"b":null}],"c":"\u00e9\ud800"}"#, 8),
+            Ok(LineKind::Object)
+        );
         for falsy in [&b"null"[..], b"false", b"0", b"-0.0", b"0e5", b"\"\""] {
-            assert_eq!(check_line(falsy, 8), Ok(LineKind::Falsy), "{:?}", std::str::from_utf8(falsy));
+            assert_eq!(
+                check_line(falsy, 8),
+                Ok(LineKind::Falsy),
+                "{:?}",
+                std::str::from_utf8(falsy)
+            );
         }
-        assert_eq!(check_line(b"[1]", 8), Err(LineError::NotAnObject { found: "array" }));
-        assert_eq!(check_line(b"\"x\"", 8), Err(LineError::NotAnObject { found: "string" }));
-        assert_eq!(check_line(b"1", 8), Err(LineError::NotAnObject { found: "number" }));
-        assert_eq!(check_line(b"true", 8), Err(LineError::NotAnObject { found: "boolean" }));
-        assert!(matches!(check_line(b"{\"a\":01}", 8), Err(LineError::Syntax { .. })));
-        assert!(matches!(check_line(b"{\"a\":1,}", 8), Err(LineError::Syntax { .. })));
-        assert!(matches!(check_line(b"{\"a\":\"\x01\"}", 8), Err(LineError::Syntax { .. })));
-        assert!(matches!(check_line(b"{} {}", 8), Err(LineError::Syntax { .. })));
-        assert_eq!(check_line(b"{\"a\":\"\xff\"}", 8), Err(LineError::NotUtf8 { at: 6 }));
+        assert_eq!(
+            check_line(b"[1]", 8),
+            Err(LineError::NotAnObject { found: "array" })
+        );
+        assert_eq!(
+            check_line(b"\"x\"", 8),
+            Err(LineError::NotAnObject { found: "string" })
+        );
+        assert_eq!(
+            check_line(b"1", 8),
+            Err(LineError::NotAnObject { found: "number" })
+        );
+        assert_eq!(
+            check_line(b"true", 8),
+            Err(LineError::NotAnObject { found: "boolean" })
+        );
+        assert!(matches!(
+            check_line(b"{\"a\":01}", 8),
+            Err(LineError::Syntax { .. })
+        ));
+        assert!(matches!(
+            check_line(b"{\"a\":1,}", 8),
+            Err(LineError::Syntax { .. })
+        ));
+        assert!(matches!(
+            check_line(b"{\"a\":\"\x01\"}", 8),
+            Err(LineError::Syntax { .. })
+        ));
+        assert!(matches!(
+            check_line(b"{} {}", 8),
+            Err(LineError::Syntax { .. })
+        ));
+        assert_eq!(
+            check_line(b"{\"a\":\"\xff\"}", 8),
+            Err(LineError::NotUtf8 { at: 6 })
+        );
         let deep = format!("{}{}", "[".repeat(10), "]".repeat(10));
-        assert_eq!(check_line(format!("{{\"a\":{deep}}}").as_bytes(), 8), Err(LineError::TooDeep { max: 8 }));
+        assert_eq!(
+            check_line(format!("{{\"a\":{deep}}}").as_bytes(), 8),
+            Err(LineError::TooDeep { max: 8 })
+        );
     }
 }

@@ -63,7 +63,11 @@ fn manifest_for(archive_manifest: &Manifest, secrets: &SecretsAction) -> Manifes
             m.has_encrypted_secrets = false;
             m.secrets_count = 0;
         }
-        SecretsAction::Replace { count, manifest_fields, .. } => {
+        SecretsAction::Replace {
+            count,
+            manifest_fields,
+            ..
+        } => {
             m.raw.insert("hasEncryptedSecrets".into(), true.into());
             m.raw.insert("secretsCount".into(), (*count).into());
             m.has_encrypted_secrets = true;
@@ -79,7 +83,11 @@ fn manifest_for(archive_manifest: &Manifest, secrets: &SecretsAction) -> Manifes
 /// Reads every entry of `archive` and writes it again to `out`: the same
 /// rows (byte for byte), the same files, the secrets per `opts.secrets`,
 /// the manifest as stored, and a fresh trailer with counts and digests.
-pub fn repack<R: Read + Seek, W: Write>(archive: &mut Archive<R>, out: W, opts: &RepackOptions) -> Result<(W, Summary), ArchiveError> {
+pub fn repack<R: Read + Seek, W: Write>(
+    archive: &mut Archive<R>,
+    out: W,
+    opts: &RepackOptions,
+) -> Result<(W, Summary), ArchiveError> {
     rewrite(archive, out, opts, false).map(|(w, s, _)| (w, s))
 }
 
@@ -127,7 +135,12 @@ fn rewrite<R: Read + Seek, W: Write>(
         }
         tw.finish()?;
     }
-    let entries: Vec<(usize, EntryName)> = archive.entries().iter().enumerate().map(|(i, e)| (i, e.name.clone())).collect();
+    let entries: Vec<(usize, EntryName)> = archive
+        .entries()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.name.clone()))
+        .collect();
     for (i, name) in &entries {
         if let EntryName::File { bucket, name: file } = name {
             let mut fw = w.file(*bucket, file)?;
@@ -155,7 +168,10 @@ fn rewrite<R: Read + Seek, W: Write>(
         SecretsAction::Keep => {
             let cap = archive.limits().max_secrets_index_bytes;
             let index = archive.read_small(&EntryName::SecretsIndex, cap)?;
-            let enc = archive.read_small(&EntryName::SecretsEnvelope, archive.limits().max_total_uncompressed_bytes)?;
+            let enc = archive.read_small(
+                &EntryName::SecretsEnvelope,
+                archive.limits().max_total_uncompressed_bytes,
+            )?;
             if let (Some(index), Some(enc)) = (index, enc) {
                 w.add_secrets(&index, &enc)?;
             }
@@ -182,7 +198,10 @@ struct FixPlan {
 }
 
 /// Decides whether a table entry needs the duplicate fix, and where.
-fn plan_fix<R: Read + Seek>(archive: &mut Archive<R>, name: &EntryName) -> Result<Option<FixPlan>, ArchiveError> {
+fn plan_fix<R: Read + Seek>(
+    archive: &mut Archive<R>,
+    name: &EntryName,
+) -> Result<Option<FixPlan>, ArchiveError> {
     let Some(i) = archive.find(name) else {
         return Ok(None);
     };
@@ -254,7 +273,9 @@ fn unfixable(name: &EntryName, declared: u64, total: u64) -> ArchiveError {
     ArchiveError::Container(ContainerError::SizeMismatch {
         entry: name.to_string(),
         declared,
-        found: format!("{total} (no duplicated run of lines explains the difference; not repairable)"),
+        found: format!(
+            "{total} (no duplicated run of lines explains the difference; not repairable)"
+        ),
     })
 }
 
@@ -264,7 +285,9 @@ fn for_each_line(r: impl Read, mut f: impl FnMut(&[u8])) -> Result<(), ArchiveEr
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = br.read_until(b'\n', &mut buf).map_err(ContainerError::from_io)?;
+        let n = br
+            .read_until(b'\n', &mut buf)
+            .map_err(ContainerError::from_io)?;
         if n == 0 {
             return Ok(());
         }
@@ -279,7 +302,9 @@ fn copy_skipping<R: Read + Seek>(
     mut emit: impl FnMut(&str) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
     let Some(i) = archive.find(name) else {
-        return Err(ArchiveError::NotFound { entry: name.to_string() });
+        return Err(ArchiveError::NotFound {
+            entry: name.to_string(),
+        });
     };
     let cap = archive.limits().max_total_uncompressed_bytes;
     let line_cap = archive.line_cap();

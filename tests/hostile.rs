@@ -24,8 +24,10 @@ fn good(digests: bool) -> Vec<u8> {
     t.write_row(r#"{"id":"c1","name":"one"}"#).unwrap();
     t.write_row(r#"{"id":"c2","name":"two"}"#).unwrap();
     t.finish().unwrap();
-    w.add_file(Bucket::Avatars, "a.png", &b"AAAAAAAA"[..]).unwrap();
-    w.add_file(Bucket::Avatars, "b.png", &b"BBBBBBBB"[..]).unwrap();
+    w.add_file(Bucket::Avatars, "a.png", &b"AAAAAAAA"[..])
+        .unwrap();
+    w.add_file(Bucket::Avatars, "b.png", &b"BBBBBBBB"[..])
+        .unwrap();
     w.finish().unwrap().0
 }
 
@@ -39,7 +41,9 @@ fn read_all(b: &[u8]) -> Result<(), ArchiveError> {
     lvbak::inspect::inspect(&mut a)?;
     for i in 0..a.entries().len() {
         let mut v = Vec::new();
-        a.entry_reader(i)?.read_to_end(&mut v).map_err(ContainerError::from_io)?;
+        a.entry_reader(i)?
+            .read_to_end(&mut v)
+            .map_err(ContainerError::from_io)?;
     }
     Ok(())
 }
@@ -90,7 +94,10 @@ fn truncation_at_every_byte_is_an_error() {
     for n in 0..b.len() {
         let cut = &b[..n];
         assert!(open(cut).is_err(), "truncated to {n} bytes opened");
-        assert!(!verify(Cursor::new(cut), Limits::default(), Depth::Deep).is_ok(), "truncated to {n}");
+        assert!(
+            !verify(Cursor::new(cut), Limits::default(), Depth::Deep).is_ok(),
+            "truncated to {n}"
+        );
     }
 }
 
@@ -118,8 +125,14 @@ proptest! {
 
 #[test]
 fn not_a_zip() {
-    assert!(matches!(container(open(b"hello world, not a zip").unwrap_err()), ContainerError::NotZip));
-    assert!(matches!(container(open(b"PK\x03\x04 but no end record").unwrap_err()), ContainerError::NoEocd));
+    assert!(matches!(
+        container(open(b"hello world, not a zip").unwrap_err()),
+        ContainerError::NotZip
+    ));
+    assert!(matches!(
+        container(open(b"PK\x03\x04 but no end record").unwrap_err()),
+        ContainerError::NoEocd
+    ));
 }
 
 #[test]
@@ -130,7 +143,10 @@ fn eocd_hidden_in_a_comment_is_ambiguous() {
     let fake = b[n - 22..].to_vec();
     b[n - 2..].copy_from_slice(&22u16.to_le_bytes());
     b.extend_from_slice(&fake);
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::AmbiguousEocd { count: 2 }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::AmbiguousEocd { count: 2 }
+    ));
 }
 
 #[test]
@@ -142,16 +158,31 @@ fn local_header_disagreeing_with_central_is_refused() {
     let mut b = b0.clone();
     b[local + 8] = 8;
     let e = container(read_all(&b).unwrap_err());
-    assert!(matches!(e, ContainerError::LocalMismatch { field: "method", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ContainerError::LocalMismatch {
+                field: "method",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.entry(), Some("files/avatars/a.png"));
     // flags
     let mut b = b0.clone();
     b[local + 6] = 0;
-    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::LocalMismatch { field: "flags", .. }));
+    assert!(matches!(
+        container(read_all(&b).unwrap_err()),
+        ContainerError::LocalMismatch { field: "flags", .. }
+    ));
     // name
     let mut b = b0.clone();
     b[local + 30 + 14] = b'z';
-    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::LocalMismatch { field: "name", .. }));
+    assert!(matches!(
+        container(read_all(&b).unwrap_err()),
+        ContainerError::LocalMismatch { field: "name", .. }
+    ));
 }
 
 #[test]
@@ -174,7 +205,10 @@ fn overlapping_entries_are_refused() {
     let (_, a_local, _) = find(&l, "files/avatars/a.png").clone();
     let (_, _, b_central) = find(&l, "files/avatars/b.png").clone();
     b[b_central + 42..b_central + 46].copy_from_slice(&(a_local as u32).to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Overlap { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::Overlap { .. }
+    ));
 }
 
 #[test]
@@ -182,33 +216,51 @@ fn lying_zip64_fields_are_refused() {
     let b0 = good(true);
     let n = b0.len();
     let z = n - 22 - 20 - 56; // ZIP64 end record
-    // Entry count too high.
+                              // Entry count too high.
     let mut b = b0.clone();
     b[z + 32..z + 40].copy_from_slice(&1000u64.to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::CentralDirectoryMismatch { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::CentralDirectoryMismatch { .. }
+    ));
     // Directory offset beyond the file.
     let mut b = b0.clone();
     b[z + 48..z + 56].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::CentralDirectoryOutOfBounds { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::CentralDirectoryOutOfBounds { .. }
+    ));
     // Locator pointing past the end.
     let mut b = b0.clone();
     let loc = n - 22 - 20;
     b[loc + 8..loc + 16].copy_from_slice(&(n as u64).to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Record { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::Record { .. }
+    ));
     // Entry count over the limit.
     let mut b = b0.clone();
     b[z + 32..z + 40].copy_from_slice(&10_000_000u64.to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::TooManyEntries { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::TooManyEntries { .. }
+    ));
     // A classic field that disagrees with the ZIP64 record.
     let mut b = b0.clone();
     b[n - 12..n - 10].copy_from_slice(&3u16.to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Zip64Mismatch { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::Zip64Mismatch { .. }
+    ));
     // A sentinel size in a central record with no ZIP64 extra.
     let mut b = b0.clone();
     let l = layout(&b0);
     let (_, _, central) = find(&l, "files/avatars/a.png").clone();
     b[central + 24..central + 28].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Record { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::Record { .. }
+    ));
 }
 
 #[test]
@@ -219,11 +271,17 @@ fn unknown_method_and_encrypted_flag_are_refused() {
     let mut b = b0.clone();
     b[central + 10] = 12;
     b[local + 8] = 12;
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::UnsupportedMethod { method: 12, .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::UnsupportedMethod { method: 12, .. }
+    ));
     let mut b = b0.clone();
     b[central + 8] |= 1;
     b[local + 6] |= 1;
-    assert!(matches!(container(open(&b).unwrap_err()), ContainerError::Encrypted { .. }));
+    assert!(matches!(
+        container(open(&b).unwrap_err()),
+        ContainerError::Encrypted { .. }
+    ));
 }
 
 #[test]
@@ -234,7 +292,10 @@ fn crc_size_and_digest_mismatches_are_refused() {
     let data = local + 30 + "files/avatars/a.png".len();
     let mut b = b0.clone();
     b[data] = b'Z';
-    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::CrcMismatch { .. }));
+    assert!(matches!(
+        container(read_all(&b).unwrap_err()),
+        ContainerError::CrcMismatch { .. }
+    ));
     // With digests, the CRC is checked first, then the digest; forge the CRC too.
     let b1 = good(true);
     let l = layout(&b1);
@@ -246,11 +307,17 @@ fn crc_size_and_digest_mismatches_are_refused() {
     forged[0] = b'Z';
     let crc = crc32fast::hash(&forged);
     b[central1 + 16..central1 + 20].copy_from_slice(&crc.to_le_bytes());
-    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::DigestMismatch { .. }));
+    assert!(matches!(
+        container(read_all(&b).unwrap_err()),
+        ContainerError::DigestMismatch { .. }
+    ));
     // Declared size smaller than the data: a lie about size.
     let mut b = b0.clone();
     b[central + 24..central + 28].copy_from_slice(&4u32.to_le_bytes());
-    assert!(matches!(container(read_all(&b).unwrap_err()), ContainerError::SizeMismatch { .. }));
+    assert!(matches!(
+        container(read_all(&b).unwrap_err()),
+        ContainerError::SizeMismatch { .. }
+    ));
 }
 
 #[test]
@@ -263,7 +330,11 @@ fn deep_verify_lists_every_problem_and_checks_descriptors() {
         b[local + 30 + name.len()] ^= 0xff;
     }
     let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
-    let crc: Vec<_> = r.problems.iter().filter(|p| p.code == "crc_mismatch").collect();
+    let crc: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.code == "crc_mismatch")
+        .collect();
     assert_eq!(crc.len(), 2, "{:?}", r.problems);
     // A data descriptor that lies (the server never reads them).
     let mut b = b0.clone();
@@ -271,7 +342,13 @@ fn deep_verify_lists_every_problem_and_checks_descriptors() {
     let desc = local + 30 + "files/avatars/a.png".len() + 8;
     b[desc + 4] ^= 1; // CRC in the descriptor
     let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Deep);
-    assert!(r.problems.iter().any(|p| p.message.contains("data descriptor")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.message.contains("data descriptor")),
+        "{:?}",
+        r.problems
+    );
     // Fast verify does not read entry bodies.
     assert!(verify(Cursor::new(&b[..]), Limits::default(), Depth::Fast).is_ok());
 }
@@ -280,7 +357,11 @@ fn deep_verify_lists_every_problem_and_checks_descriptors() {
 fn raw(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut z = ZipWriter::new(Vec::new());
     for (name, data) in entries {
-        let method = if name.starts_with("files/") { Method::Stored } else { Method::Deflated(3) };
+        let method = if name.starts_with("files/") {
+            Method::Stored
+        } else {
+            Method::Deflated(3)
+        };
         let opts = EntryOptions {
             method,
             dos_time: (0, 33),
@@ -291,7 +372,8 @@ fn raw(entries: &[(&str, &[u8])]) -> Vec<u8> {
     z.finish().unwrap().0
 }
 
-const MANIFEST: &[u8] = br#"{"schemaVersion":1,"producer":"lumiverse","archiveId":"x","ndjsonFormatVersion":1}"#;
+const MANIFEST: &[u8] =
+    br#"{"schemaVersion":1,"producer":"lumiverse","archiveId":"x","ndjsonFormatVersion":1}"#;
 
 #[test]
 fn names_outside_the_allowlist_are_refused() {
@@ -335,8 +417,15 @@ fn bad_manifests_are_refused() {
     }
     let b = raw(&[("database/chats.ndjson", b"")]);
     assert!(matches!(open(&b).unwrap_err(), ArchiveError::NoManifest));
-    let e = open(&raw(&[("manifest.json", br#"{"schemaVersion":9,"producer":"lumiverse"}"#)])).unwrap_err();
-    assert!(e.to_string().contains("reads schema versions 1 to 1"), "{e}");
+    let e = open(&raw(&[(
+        "manifest.json",
+        br#"{"schemaVersion":9,"producer":"lumiverse"}"#,
+    )]))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("reads schema versions 1 to 1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -349,7 +438,10 @@ fn bad_ndjson_is_a_typed_error_naming_table_and_line() {
         (b"{\"a\":\n".to_vec(), 1, "not valid JSON"),
     ];
     for (body, line, msg) in cases {
-        let b = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", &body)]);
+        let b = raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/chats.ndjson", &body),
+        ]);
         let mut a = open(&b).unwrap();
         let err = a.rows("chats").unwrap().find_map(Result::err).unwrap();
         match &err {
@@ -362,21 +454,28 @@ fn bad_ndjson_is_a_typed_error_naming_table_and_line() {
         assert!(err.to_string().contains(msg), "{err}");
     }
     // Blank lines and falsy values are skipped like the server does.
-    let b = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", b"{}\n\nnull\n0\n{\"b\":2}\n")]);
+    let b = raw(&[
+        ("manifest.json", MANIFEST),
+        ("database/chats.ndjson", b"{}\n\nnull\n0\n{\"b\":2}\n"),
+    ]);
     assert_eq!(open(&b).unwrap().rows("chats").unwrap().count(), 2);
 }
 
 #[test]
 fn oversized_text_entries_hit_their_limits() {
-    let mut l = Limits::default();
-    l.max_manifest_bytes = 10;
+    let l = Limits {
+        max_manifest_bytes: 10,
+        ..Limits::default()
+    };
     let b = raw(&[("manifest.json", MANIFEST)]);
     assert!(matches!(
         Archive::open(Cursor::new(&b[..]), l).unwrap_err(),
         ArchiveError::EntryTooLarge { .. }
     ));
-    let mut l = Limits::default();
-    l.max_text_entries = 1;
+    let l = Limits {
+        max_text_entries: 1,
+        ..Limits::default()
+    };
     let b = raw(&[("manifest.json", MANIFEST), ("database/a.ndjson", b"")]);
     assert!(matches!(
         Archive::open(Cursor::new(&b[..]), l).unwrap_err(),
@@ -388,7 +487,10 @@ fn oversized_text_entries_hit_their_limits() {
 fn a_high_ratio_bomb_stops_at_the_declared_size() {
     // 64 MiB of zeros deflate to ~64 KiB; declare 1 KiB.
     let zeros = vec![0u8; 64 << 20];
-    let b0 = raw(&[("manifest.json", MANIFEST), ("database/chats.ndjson", &zeros)]);
+    let b0 = raw(&[
+        ("manifest.json", MANIFEST),
+        ("database/chats.ndjson", &zeros),
+    ]);
     let l = layout(&b0);
     let (_, _, central) = find(&l, "database/chats.ndjson").clone();
     let mut b = b0.clone();
@@ -398,7 +500,14 @@ fn a_high_ratio_bomb_stops_at_the_declared_size() {
     let mut r = a.entry_reader(i).unwrap();
     let mut sink = Vec::new();
     let e = r.read_to_end(&mut sink).unwrap_err();
-    assert!(matches!(ContainerError::from_io(e), ContainerError::SizeMismatch { .. }));
-    assert!(sink.len() <= 1024, "inflated {} bytes past the declared size", sink.len());
+    assert!(matches!(
+        ContainerError::from_io(e),
+        ContainerError::SizeMismatch { .. }
+    ));
+    assert!(
+        sink.len() <= 1024,
+        "inflated {} bytes past the declared size",
+        sink.len()
+    );
     let _ = l.cd_offset;
 }

@@ -9,15 +9,25 @@ use std::io::{BufReader, Cursor, Read, Write};
 use lvbak::repack::{repack, repair, RepackOptions};
 use lvbak::{Archive, Bucket, EntryName, Limits, Manifest, WriteOptions};
 
-/// Every row (exact line) per table and every file's bytes.
-fn content<R: Read + std::io::Seek>(a: &mut Archive<R>) -> (Vec<(String, Vec<String>)>, Vec<(String, Vec<u8>)>) {
+/// Every row (exact line) per table, and every file's bytes.
+type Content = (Vec<(String, Vec<String>)>, Vec<(String, Vec<u8>)>);
+
+fn content<R: Read + std::io::Seek>(a: &mut Archive<R>) -> Content {
     let mut tables = Vec::new();
     for t in a.tables() {
-        let rows = a.rows(&t).unwrap().map(|r| r.unwrap().into_string()).collect();
+        let rows = a
+            .rows(&t)
+            .unwrap()
+            .map(|r| r.unwrap().into_string())
+            .collect();
         tables.push((t, rows));
     }
     for t in a.vector_tables() {
-        let rows = a.vector_rows(&t).unwrap().map(|r| r.unwrap().into_string()).collect();
+        let rows = a
+            .vector_rows(&t)
+            .unwrap()
+            .map(|r| r.unwrap().into_string())
+            .collect();
         tables.push((format!("lancedb:{t}"), rows));
     }
     let mut files = Vec::new();
@@ -34,13 +44,24 @@ fn content<R: Read + std::io::Seek>(a: &mut Archive<R>) -> (Vec<(String, Vec<Str
 }
 
 fn open_fixture(dir: &std::path::Path, name: &str) -> Archive<BufReader<File>> {
-    Archive::open(BufReader::new(File::open(dir.join(format!("{name}.lvbak"))).unwrap()), Limits::default()).unwrap()
+    Archive::open(
+        BufReader::new(File::open(dir.join(format!("{name}.lvbak"))).unwrap()),
+        Limits::default(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn repack_of_every_fixture_keeps_rows_and_files_and_is_deterministic() {
-    let Some(dir) = common::fixtures() else { return };
-    for name in ["basic", "empty-account", "with-secrets", "legacy-no-ndjson-version"] {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    for name in [
+        "basic",
+        "empty-account",
+        "with-secrets",
+        "legacy-no-ndjson-version",
+    ] {
         let mut a = open_fixture(&dir, name);
         let before = content(&mut a);
         let opts = RepackOptions {
@@ -56,18 +77,28 @@ fn repack_of_every_fixture_keeps_rows_and_files_and_is_deterministic() {
         assert_eq!(summary.bytes, one.len() as u64);
         let mut b = Archive::open(Cursor::new(one), Limits::default()).unwrap();
         assert_eq!(content(&mut b), before, "{name}: content changed");
-        assert_eq!(b.manifest().raw, a.manifest().raw, "{name}: manifest changed");
+        assert_eq!(
+            b.manifest().raw,
+            a.manifest().raw,
+            "{name}: manifest changed"
+        );
         // Digests are recorded for every entry but the trailer, and check out.
         let digests = b.trailer().unwrap().lvbak.as_ref().unwrap().sha256.len();
         assert_eq!(digests, b.entries().len() - 1);
-        let report = lvbak::archive::verify(Cursor::new(b.into_inner().into_inner()), Limits::default(), lvbak::archive::Depth::Deep);
+        let report = lvbak::archive::verify(
+            Cursor::new(b.into_inner().into_inner()),
+            Limits::default(),
+            lvbak::archive::Depth::Deep,
+        );
         assert!(report.is_ok(), "{name}: {:?}", report.problems);
     }
 }
 
 #[test]
 fn repair_recovers_the_fflate_duplicate() {
-    let Some(dir) = common::fixtures() else { return };
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
     let mut a = open_fixture(&dir, "legacy-fflate-async-duplicated");
     // A plain repack refuses it, naming the entry.
     let err = repack(&mut a, Vec::new(), &RepackOptions::default()).unwrap_err();
@@ -86,13 +117,23 @@ fn repair_recovers_the_fflate_duplicate() {
     assert_eq!(v["files"], exp["files"]);
     // The repaired rows equal the legacy fixture made from the same account.
     // No row appears twice any more, and the 14 MB row is still there once.
-    let lens: Vec<usize> = b.rows("messages").unwrap().map(|r| r.unwrap().as_str().len()).collect();
-    assert_eq!(lens.iter().filter(|&&n| n == 14_000_305).count(), 1, "{lens:?}");
+    let lens: Vec<usize> = b
+        .rows("messages")
+        .unwrap()
+        .map(|r| r.unwrap().as_str().len())
+        .collect();
+    assert_eq!(
+        lens.iter().filter(|&&n| n == 14_000_305).count(),
+        1,
+        "{lens:?}"
+    );
 }
 
 #[test]
 fn repair_leaves_good_archives_alone() {
-    let Some(dir) = common::fixtures() else { return };
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
     let mut a = open_fixture(&dir, "basic");
     let (_, _, fixed) = repair(&mut a, Vec::new(), &RepackOptions::default()).unwrap();
     assert!(fixed.is_empty());
@@ -115,31 +156,54 @@ fn writing_through_a_non_seekable_sink_reads_back() {
     let m = Manifest::new("00000000-0000-4000-8000-000000000000", 1_795_522_458);
     let mut w = lvbak::ArchiveWriter::new(Pipe(Vec::new()), &m, WriteOptions::default()).unwrap();
     let mut t = w.table("chats").unwrap();
-    t.write_row(r#"{"id":"a","n":12345678901234567890,"s":"é\u0001"}"#).unwrap();
+    t.write_row(r#"{"id":"a","n":12345678901234567890,"s":"é\u0001"}"#)
+        .unwrap();
     t.finish().unwrap();
     w.table("messages").unwrap().finish().unwrap();
-    w.add_file(Bucket::Avatars, "a.png", &[1u8, 2, 3][..]).unwrap();
+    w.add_file(Bucket::Avatars, "a.png", &[1u8, 2, 3][..])
+        .unwrap();
     w.add_file(Bucket::Avatars, "empty.png", &[][..]).unwrap();
     let (pipe, s) = w.finish().unwrap();
     assert_eq!(s.counts, vec![("chats".into(), 1), ("messages".into(), 0)]);
     let mut a = Archive::open(Cursor::new(pipe.0.clone()), Limits::default()).unwrap();
-    let rows: Vec<_> = a.rows("chats").unwrap().map(|r| r.unwrap().into_string()).collect();
-    assert_eq!(rows, vec![r#"{"id":"a","n":12345678901234567890,"s":"é\u0001"}"#.to_string()]);
+    let rows: Vec<_> = a
+        .rows("chats")
+        .unwrap()
+        .map(|r| r.unwrap().into_string())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![r#"{"id":"a","n":12345678901234567890,"s":"é\u0001"}"#.to_string()]
+    );
     let mut f = Vec::new();
-    a.file(Bucket::Avatars, "a.png").unwrap().read_to_end(&mut f).unwrap();
+    a.file(Bucket::Avatars, "a.png")
+        .unwrap()
+        .read_to_end(&mut f)
+        .unwrap();
     assert_eq!(f, vec![1, 2, 3]);
     // A standard ZIP reader agrees.
     let mut z = zip::ZipArchive::new(Cursor::new(pipe.0)).unwrap();
     assert_eq!(z.len(), 6);
     let mut s = String::new();
-    z.by_name("database/chats.ndjson").unwrap().read_to_string(&mut s).unwrap();
+    z.by_name("database/chats.ndjson")
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
     assert!(s.ends_with("}\n"));
 }
 
 #[test]
 fn byte_layout_matches_the_server_profile() {
     let m = Manifest::new("00000000-0000-4000-8000-000000000000", 1_795_522_458);
-    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, WriteOptions { deterministic: true, ..WriteOptions::default() }).unwrap();
+    let mut w = lvbak::ArchiveWriter::new(
+        Vec::new(),
+        &m,
+        WriteOptions {
+            deterministic: true,
+            ..WriteOptions::default()
+        },
+    )
+    .unwrap();
     w.table("settings").unwrap().finish().unwrap();
     w.add_file(Bucket::Avatars, "z.png", &[][..]).unwrap();
     w.add_file(Bucket::Avatars, "x.png", &b"xx"[..]).unwrap();
@@ -147,23 +211,61 @@ fn byte_layout_matches_the_server_profile() {
     assert_eq!(&b[..4], b"PK\x03\x04");
     // Classic EOCD with sentinels and no comment, preceded by the ZIP64 locator and record.
     let eocd = &b[b.len() - 22..];
-    assert_eq!(eocd, &[0x50, 0x4b, 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+    assert_eq!(
+        eocd,
+        &[
+            0x50, 0x4b, 5, 6, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0, 0
+        ]
+    );
     let loc = &b[b.len() - 42..b.len() - 22];
     assert_eq!(&loc[..8], &[0x50, 0x4b, 6, 7, 0, 0, 0, 0]);
     assert_eq!(&loc[16..], &[1, 0, 0, 0]);
-    let cd = lvbak::container::CentralDirectory::read(&mut Cursor::new(&b), &Limits::default()).unwrap();
+    let cd =
+        lvbak::container::CentralDirectory::read(&mut Cursor::new(&b), &Limits::default()).unwrap();
     assert!(cd.zip64);
     let by = |n: &str| cd.entries.iter().find(|e| e.name == n).unwrap().clone();
     let manifest = by("manifest.json");
-    assert_eq!((manifest.version_made_by, manifest.version_needed, manifest.flags, manifest.method), (0x032D, 20, 8, 8));
+    assert_eq!(
+        (
+            manifest.version_made_by,
+            manifest.version_needed,
+            manifest.flags,
+            manifest.method
+        ),
+        (0x032D, 20, 8, 8)
+    );
     assert_eq!(manifest.external_attr, (0o100644 << 16) | 0x20);
     assert_eq!((manifest.time, manifest.date), (25033, 23928));
     let empty_table = by("database/settings.ndjson");
-    assert_eq!((empty_table.flags, empty_table.method, empty_table.compressed_size, empty_table.uncompressed_size), (8, 8, 2, 0));
+    assert_eq!(
+        (
+            empty_table.flags,
+            empty_table.method,
+            empty_table.compressed_size,
+            empty_table.uncompressed_size
+        ),
+        (8, 8, 2, 0)
+    );
     let empty_file = by("files/avatars/z.png");
-    assert_eq!((empty_file.version_needed, empty_file.flags, empty_file.method), (10, 0, 0));
+    assert_eq!(
+        (
+            empty_file.version_needed,
+            empty_file.flags,
+            empty_file.method
+        ),
+        (10, 0, 0)
+    );
     let file = by("files/avatars/x.png");
-    assert_eq!((file.version_needed, file.flags, file.method, file.compressed_size), (20, 8, 0, 2));
+    assert_eq!(
+        (
+            file.version_needed,
+            file.flags,
+            file.method,
+            file.compressed_size
+        ),
+        (20, 8, 0, 2)
+    );
     assert_eq!(cd.entries.last().unwrap().name, "manifest-stats.json");
     assert_eq!(cd.entries.first().unwrap().name, "manifest.json");
 }

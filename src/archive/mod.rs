@@ -130,8 +130,13 @@ impl ArchiveError {
             ArchiveError::DuplicateName { .. } => "duplicate_name",
             ArchiveError::NoManifest => "no_manifest",
             ArchiveError::Manifest(_) => "bad_manifest",
-            ArchiveError::EntryTooLarge { .. } | ArchiveError::TooManyTextEntries { .. } | ArchiveError::TotalTooLarge { .. } => "limit",
-            ArchiveError::Line { source: LineError::TooLong { .. }, .. } => "line_too_long",
+            ArchiveError::EntryTooLarge { .. }
+            | ArchiveError::TooManyTextEntries { .. }
+            | ArchiveError::TotalTooLarge { .. } => "limit",
+            ArchiveError::Line {
+                source: LineError::TooLong { .. },
+                ..
+            } => "line_too_long",
             ArchiveError::Line { .. } => "bad_line",
             ArchiveError::Json { .. } => "bad_json",
             ArchiveError::NotFound { .. } => "not_found",

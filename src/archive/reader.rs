@@ -62,7 +62,10 @@ impl<R> std::fmt::Debug for Archive<R> {
 
 /// Checks the directory against names, duplicates, limits and overlap.
 /// Returns the entries (those with valid names) and every problem found.
-pub(crate) fn index_entries(cd: &CentralDirectory, limits: &Limits) -> (Vec<Entry>, Vec<ArchiveError>) {
+pub(crate) fn index_entries(
+    cd: &CentralDirectory,
+    limits: &Limits,
+) -> (Vec<Entry>, Vec<ArchiveError>) {
     let mut problems: Vec<ArchiveError> = Vec::new();
     let mut entries = Vec::with_capacity(cd.entries.len());
     let mut seen: HashMap<EntryName, ()> = HashMap::with_capacity(cd.entries.len());
@@ -76,10 +79,15 @@ pub(crate) fn index_entries(cd: &CentralDirectory, limits: &Limits) -> (Vec<Entr
                     text += 1;
                 }
                 if seen.insert(name.clone(), ()).is_some() {
-                    problems.push(ArchiveError::DuplicateName { entry: name.to_string() });
+                    problems.push(ArchiveError::DuplicateName {
+                        entry: name.to_string(),
+                    });
                     continue;
                 }
-                entries.push(Entry { name, central: c.clone() });
+                entries.push(Entry {
+                    name,
+                    central: c.clone(),
+                });
             }
             Err(e) => problems.push(e.into()),
         }
@@ -114,7 +122,12 @@ impl<R: Read + Seek> Archive<R> {
         Archive::from_parts(reader, cd.file_len, entries, limits)
     }
 
-    pub(crate) fn from_parts(reader: R, file_len: u64, entries: Vec<Entry>, limits: Limits) -> Result<Archive<R>, ArchiveError> {
+    pub(crate) fn from_parts(
+        reader: R,
+        file_len: u64,
+        entries: Vec<Entry>,
+        limits: Limits,
+    ) -> Result<Archive<R>, ArchiveError> {
         let (a, mut problems) = Archive::from_parts_lenient(reader, file_len, entries, limits);
         match problems.is_empty() {
             true => Ok(a),
@@ -124,8 +137,17 @@ impl<R: Read + Seek> Archive<R> {
 
     /// Like `from_parts`, but a bad manifest or trailer is reported rather
     /// than fatal (the placeholder manifest is empty): for verification.
-    pub(crate) fn from_parts_lenient(reader: R, file_len: u64, entries: Vec<Entry>, limits: Limits) -> (Archive<R>, Vec<ArchiveError>) {
-        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+    pub(crate) fn from_parts_lenient(
+        reader: R,
+        file_len: u64,
+        entries: Vec<Entry>,
+        limits: Limits,
+    ) -> (Archive<R>, Vec<ArchiveError>) {
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
         let mut a = Archive {
             reader,
             entries,
@@ -137,7 +159,11 @@ impl<R: Read + Seek> Archive<R> {
             file_len,
         };
         let mut problems = Vec::new();
-        match a.read_json_entry(&EntryName::Manifest, a.limits.max_manifest_bytes, "Limits::max_manifest_bytes") {
+        match a.read_json_entry(
+            &EntryName::Manifest,
+            a.limits.max_manifest_bytes,
+            "Limits::max_manifest_bytes",
+        ) {
             Ok(Some(raw)) => match Manifest::parse(&raw, a.limits.max_json_depth) {
                 Ok(m) => a.manifest = m,
                 Err(e) => problems.push(e.into()),
@@ -145,7 +171,11 @@ impl<R: Read + Seek> Archive<R> {
             Ok(None) => problems.push(ArchiveError::NoManifest),
             Err(e) => problems.push(e),
         }
-        match a.read_json_entry(&EntryName::Trailer, a.limits.max_trailer_bytes, "Limits::max_trailer_bytes") {
+        match a.read_json_entry(
+            &EntryName::Trailer,
+            a.limits.max_trailer_bytes,
+            "Limits::max_trailer_bytes",
+        ) {
             Ok(Some(bytes)) => {
                 a.trailer = Trailer::parse(&bytes, a.limits.max_json_depth);
                 a.trailer_ignored = a.trailer.is_none();
@@ -156,7 +186,12 @@ impl<R: Read + Seek> Archive<R> {
         (a, problems)
     }
 
-    fn read_json_entry(&mut self, name: &EntryName, cap: u64, hint: &'static str) -> Result<Option<Vec<u8>>, ArchiveError> {
+    fn read_json_entry(
+        &mut self,
+        name: &EntryName,
+        cap: u64,
+        hint: &'static str,
+    ) -> Result<Option<Vec<u8>>, ArchiveError> {
         let Some(&i) = self.by_name.get(name) else {
             return Ok(None);
         };
@@ -259,7 +294,9 @@ impl<R> Archive<R> {
 
     /// The recorded SHA-256 of an entry (lvbak trailer field), if any.
     pub fn recorded_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
-        self.trailer.as_ref().and_then(|t| t.digest(&name.to_string()))
+        self.trailer
+            .as_ref()
+            .and_then(|t| t.digest(&name.to_string()))
     }
 }
 
@@ -272,7 +309,10 @@ impl<R: Read + Seek> Archive<R> {
                 entry: format!("#{index}"),
             });
         };
-        let digest = self.trailer.as_ref().and_then(|t| t.digest(&e.name.to_string()));
+        let digest = self
+            .trailer
+            .as_ref()
+            .and_then(|t| t.digest(&e.name.to_string()));
         let mut r = EntryReader::new(&mut self.reader, &e.central)?;
         if let Some(d) = digest {
             r.expect_sha256(d);
@@ -293,7 +333,9 @@ impl<R: Read + Seek> Archive<R> {
     /// Rows of any NDJSON entry (tables, vector tables, `secrets/encrypted.ndjson`).
     pub fn ndjson(&mut self, name: EntryName) -> Result<Rows<'_, R>, ArchiveError> {
         let Some(i) = self.find(&name) else {
-            return Err(ArchiveError::NotFound { entry: name.to_string() });
+            return Err(ArchiveError::NotFound {
+                entry: name.to_string(),
+            });
         };
         let cap = self.line_cap();
         let depth = self.limits.max_json_depth;
@@ -314,19 +356,29 @@ impl<R: Read + Seek> Archive<R> {
         };
         match self.find(&key) {
             Some(i) => self.entry_reader(i),
-            None => Err(ArchiveError::NotFound { entry: key.to_string() }),
+            None => Err(ArchiveError::NotFound {
+                entry: key.to_string(),
+            }),
         }
     }
 
     /// Reads a whole small entry (e.g. `secrets/index.json`) up to `cap` bytes.
-    pub fn read_small(&mut self, name: &EntryName, cap: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+    pub fn read_small(
+        &mut self,
+        name: &EntryName,
+        cap: u64,
+    ) -> Result<Option<Vec<u8>>, ArchiveError> {
         self.read_json_entry(name, cap, "the cap for this entry")
     }
 
     /// The inflated bytes of entry `index` without the size, CRC and digest
     /// checks, stopping after `max_out` bytes: only for recovery tools
     /// ([`crate::repack::repair`]). The local header is still checked.
-    pub fn unchecked_reader(&mut self, index: usize, max_out: u64) -> Result<Box<dyn Read + '_>, ArchiveError> {
+    pub fn unchecked_reader(
+        &mut self,
+        index: usize,
+        max_out: u64,
+    ) -> Result<Box<dyn Read + '_>, ArchiveError> {
         let Some(e) = self.entries.get(index) else {
             return Err(ArchiveError::NotFound {
                 entry: format!("#{index}"),
@@ -461,7 +513,9 @@ impl<R: Read> Rows<'_, R> {
         std::str::from_utf8(self.lines_last()).map_err(|e| ArchiveError::Line {
             entry: self.entry.clone(),
             line: n,
-            source: crate::ndjson::LineError::NotUtf8 { at: e.valid_up_to() },
+            source: crate::ndjson::LineError::NotUtf8 {
+                at: e.valid_up_to(),
+            },
         })
     }
 

@@ -72,7 +72,12 @@ pub fn verify<R: Read + Seek>(reader: R, limits: Limits, depth: Depth) -> Report
 }
 
 /// [`verify`] with a progress callback, called after each entry in deep mode.
-pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth: Depth, progress: ProgressFn<'_>) -> Report {
+pub fn verify_with_progress<R: Read + Seek>(
+    mut reader: R,
+    limits: Limits,
+    depth: Depth,
+    progress: ProgressFn<'_>,
+) -> Report {
     let mut report = Report {
         depth,
         entries: 0,
@@ -90,7 +95,8 @@ pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth
     let (entries, problems) = index_entries(&cd, &limits);
     report.problems.extend(problems.iter().map(Problem::from));
     let file_len = cd.file_len;
-    let (mut archive, problems) = Archive::from_parts_lenient(&mut reader, file_len, entries, limits);
+    let (mut archive, problems) =
+        Archive::from_parts_lenient(&mut reader, file_len, entries, limits);
     report.problems.extend(problems.iter().map(Problem::from));
     if archive.trailer_ignored() {
         report.problems.push(Problem {
@@ -105,14 +111,20 @@ pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth
     // Digest coverage: with an lvbak field, every entry but the trailer must be listed.
     if let Some(l) = archive.trailer().and_then(|t| t.lvbak.as_ref()) {
         let listed: HashSet<&str> = l.sha256.iter().map(|(k, _)| k.as_str()).collect();
-        let present: HashSet<String> = archive.entries().iter().map(|e| e.name.to_string()).collect();
+        let present: HashSet<String> = archive
+            .entries()
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect();
         for e in archive.entries() {
             let n = e.name.to_string();
             if e.name != EntryName::Trailer && !listed.contains(n.as_str()) {
                 report.problems.push(Problem {
                     entry: Some(n),
                     code: "digest_missing",
-                    message: "entry has no digest in the trailer's lvbak field (added after writing?)".into(),
+                    message:
+                        "entry has no digest in the trailer's lvbak field (added after writing?)"
+                            .into(),
                 });
             }
         }
@@ -121,7 +133,8 @@ pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth
                 report.problems.push(Problem {
                     entry: Some(k.to_owned()),
                     code: "entry_missing",
-                    message: "the trailer records a digest for an entry that is not in the archive".into(),
+                    message: "the trailer records a digest for an entry that is not in the archive"
+                        .into(),
                 });
             }
         }
@@ -139,7 +152,10 @@ pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth
             check_local(r, &e.central).and_then(|info| check_descriptor(r, &e.central, info))
         };
         if let Err(err) = desc {
-            if matches!(err, ContainerError::DescriptorMismatch { .. } | ContainerError::Record { .. }) {
+            if matches!(
+                err,
+                ContainerError::DescriptorMismatch { .. } | ContainerError::Record { .. }
+            ) {
                 report.problems.push((&ArchiveError::from(err)).into());
             }
         }
@@ -148,7 +164,11 @@ pub fn verify_with_progress<R: Read + Seek>(mut reader: R, limits: Limits, depth
     report
 }
 
-fn deep_entry<R: Read + Seek>(a: &mut Archive<R>, i: usize, name: &EntryName) -> Result<u64, ArchiveError> {
+fn deep_entry<R: Read + Seek>(
+    a: &mut Archive<R>,
+    i: usize,
+    name: &EntryName,
+) -> Result<u64, ArchiveError> {
     if name.is_ndjson() {
         let mut rows = a.ndjson(name.clone())?;
         while rows.next_line()?.is_some() {}

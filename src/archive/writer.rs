@@ -5,7 +5,9 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use super::ArchiveError;
-use crate::container::write::{EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR, DEFAULT_LEVEL};
+use crate::container::write::{
+    EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR, DEFAULT_LEVEL,
+};
 use crate::container::{dos_datetime, ContainerError};
 use crate::entry_name::{Bucket, EntryName};
 use crate::manifest::{LvbakTrailer, Manifest, Trailer};
@@ -104,8 +106,16 @@ fn now_unix() -> i64 {
 impl<W: Write> ArchiveWriter<W> {
     /// Starts an archive and writes `manifest.json` (from `manifest.raw`,
     /// so unknown fields are kept).
-    pub fn new(out: W, manifest: &Manifest, opts: WriteOptions) -> Result<ArchiveWriter<W>, ArchiveError> {
-        let t = if opts.deterministic { manifest.exported_at } else { now_unix() };
+    pub fn new(
+        out: W,
+        manifest: &Manifest,
+        opts: WriteOptions,
+    ) -> Result<ArchiveWriter<W>, ArchiveError> {
+        let t = if opts.deterministic {
+            manifest.exported_at
+        } else {
+            now_unix()
+        };
         let mut w = ArchiveWriter {
             zip: ZipWriter::new(out),
             time: dos_datetime(t),
@@ -124,7 +134,11 @@ impl<W: Write> ArchiveWriter<W> {
 
     fn entry_opts(&self, name: &EntryName) -> EntryOptions {
         EntryOptions {
-            method: if name.is_text() { Method::Deflated(self.opts.level) } else { Method::Stored },
+            method: if name.is_text() {
+                Method::Deflated(self.opts.level)
+            } else {
+                Method::Stored
+            },
             dos_time: self.time,
             external_attr: DEFAULT_EXTERNAL_ATTR,
         }
@@ -191,7 +205,12 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     /// Writes a whole file from a reader; returns its size.
-    pub fn add_file(&mut self, bucket: Bucket, name: &str, mut data: impl Read) -> Result<u64, ArchiveError> {
+    pub fn add_file(
+        &mut self,
+        bucket: Bucket,
+        name: &str,
+        mut data: impl Read,
+    ) -> Result<u64, ArchiveError> {
         let mut f = self.file(bucket, name)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -213,7 +232,11 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Writes the secrets envelope: `secrets/index.json` then
     /// `secrets/encrypted.ndjson`, as produced by [`crate::envelope`].
-    pub fn add_secrets(&mut self, index_json: &[u8], encrypted_ndjson: &[u8]) -> Result<(), ArchiveError> {
+    pub fn add_secrets(
+        &mut self,
+        index_json: &[u8],
+        encrypted_ndjson: &[u8],
+    ) -> Result<(), ArchiveError> {
         self.add_text(&EntryName::SecretsIndex, index_json)?;
         self.add_text(&EntryName::SecretsEnvelope, encrypted_ndjson)
     }
@@ -222,7 +245,11 @@ impl<W: Write> ArchiveWriter<W> {
     /// writer and a summary.
     pub fn finish(mut self) -> Result<(W, Summary), ArchiveError> {
         let mut counts = std::mem::take(&mut self.table_counts);
-        counts.extend(self.vector_counts.iter().map(|(t, n)| (format!("lancedb:{t}"), *n)));
+        counts.extend(
+            self.vector_counts
+                .iter()
+                .map(|(t, n)| (format!("lancedb:{t}"), *n)),
+        );
         let lvbak = self.opts.digests.then(|| LvbakTrailer {
             version: 1,
             sha256: std::mem::take(&mut self.digests),
@@ -269,7 +296,9 @@ impl<W: Write> TableWriter<'_, W> {
             source,
         };
         if line.len() as u64 > self.w.line_cap {
-            return Err(bad(LineError::TooLong { cap: self.w.line_cap }));
+            return Err(bad(LineError::TooLong {
+                cap: self.w.line_cap,
+            }));
         }
         if line.contains('\n') {
             return Err(bad(LineError::Syntax {
@@ -279,7 +308,11 @@ impl<W: Write> TableWriter<'_, W> {
         }
         match check_line(line.as_bytes(), self.w.opts.limits.max_json_depth) {
             Ok(LineKind::Object) => {}
-            Ok(LineKind::Falsy) => return Err(bad(LineError::NotAnObject { found: "falsy value" })),
+            Ok(LineKind::Falsy) => {
+                return Err(bad(LineError::NotAnObject {
+                    found: "falsy value",
+                }))
+            }
             Err(e) => return Err(bad(e)),
         }
         self.w.zip.write_data(line.as_bytes())?;
@@ -292,7 +325,10 @@ impl<W: Write> TableWriter<'_, W> {
 
     /// Appends one row from a JSON object, serialised compactly (as
     /// JavaScript's `JSON.stringify` does for strings and integers).
-    pub fn write_object(&mut self, row: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArchiveError> {
+    pub fn write_object(
+        &mut self,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ArchiveError> {
         let s = serde_json::to_string(row).map_err(|e| ArchiveError::Writer(e.to_string()))?;
         self.write_row(&s)
     }

@@ -5,11 +5,13 @@
 //! Record parsing lives in [`records`] (byte slices, no I/O); this module
 //! and [`write`] feed those parsers from `Read + Seek` and to `Write`.
 
-pub mod records;
 mod read;
+pub mod records;
 pub mod write;
 
-pub use read::{check_descriptor, check_local, CentralDirectory, CentralEntry, EntryReader, LocalInfo};
+pub use read::{
+    check_descriptor, check_local, CentralDirectory, CentralEntry, EntryReader, LocalInfo,
+};
 
 use std::io;
 
@@ -152,7 +154,9 @@ pub enum ContainerError {
         found: String,
     },
     /// CRC-32 differs.
-    #[error("entry {entry}: CRC-32 mismatch (declared {declared:#010x}, computed {computed:#010x})")]
+    #[error(
+        "entry {entry}: CRC-32 mismatch (declared {declared:#010x}, computed {computed:#010x})"
+    )]
     CrcMismatch {
         /// The entry.
         entry: String,
@@ -198,7 +202,10 @@ impl ContainerError {
     /// Recovers a `ContainerError` carried inside an `io::Error` by an
     /// [`EntryReader`], or wraps a plain I/O error.
     pub fn from_io(e: io::Error) -> ContainerError {
-        if e.get_ref().map(|i| i.is::<ContainerError>()).unwrap_or(false) {
+        if e.get_ref()
+            .map(|i| i.is::<ContainerError>())
+            .unwrap_or(false)
+        {
             match e.into_inner().map(|b| b.downcast::<ContainerError>()) {
                 Some(Ok(inner)) => *inner,
                 Some(Err(other)) => ContainerError::Io(io::Error::other(other)),

@@ -95,7 +95,10 @@ impl CentralDirectory {
     /// Structural problems (no end record, bounds, counts) are errors here;
     /// per-entry problems (method, encryption, overlap) are left to
     /// [`CentralDirectory::entry_problems`] so a verifier can list them all.
-    pub fn read<R: Read + Seek>(r: &mut R, limits: &Limits) -> Result<CentralDirectory, ContainerError> {
+    pub fn read<R: Read + Seek>(
+        r: &mut R,
+        limits: &Limits,
+    ) -> Result<CentralDirectory, ContainerError> {
         let file_len = r.seek(SeekFrom::End(0))?;
         if file_len > limits.max_archive_bytes {
             return Err(ContainerError::ArchiveTooLarge {
@@ -144,7 +147,8 @@ impl CentralDirectory {
                 return Err(ContainerError::Record {
                     context: "ZIP64 end of central directory".into(),
                     source: RecordError::Truncated {
-                        record: "ZIP64 end of central directory (offset points outside the archive)",
+                        record:
+                            "ZIP64 end of central directory (offset points outside the archive)",
                         needed: ZIP64_EOCD_LEN,
                         available: 0,
                     },
@@ -154,13 +158,32 @@ impl CentralDirectory {
             read_exact_at(r, loc.record_offset, &mut zb)?;
             let z = parse_zip64_eocd(&zb).map_err(rec("ZIP64 end of central directory"))?;
             let checks = [
-                ("entry count", z.entries, u64::from(eocd.entries), eocd.entries != SENTINEL16),
-                ("directory size", z.cd_size, u64::from(eocd.cd_size), eocd.cd_size != SENTINEL32),
-                ("directory offset", z.cd_offset, u64::from(eocd.cd_offset), eocd.cd_offset != SENTINEL32),
+                (
+                    "entry count",
+                    z.entries,
+                    u64::from(eocd.entries),
+                    eocd.entries != SENTINEL16,
+                ),
+                (
+                    "directory size",
+                    z.cd_size,
+                    u64::from(eocd.cd_size),
+                    eocd.cd_size != SENTINEL32,
+                ),
+                (
+                    "directory offset",
+                    z.cd_offset,
+                    u64::from(eocd.cd_offset),
+                    eocd.cd_offset != SENTINEL32,
+                ),
             ];
             for (field, zip64, classic, applies) in checks {
                 if applies && zip64 != classic {
-                    return Err(ContainerError::Zip64Mismatch { field, zip64, classic });
+                    return Err(ContainerError::Zip64Mismatch {
+                        field,
+                        zip64,
+                        classic,
+                    });
                 }
             }
             (z.entries, z.cd_size, z.cd_offset, loc.record_offset, true)
@@ -225,10 +248,11 @@ impl CentralDirectory {
                 source,
             })?;
             var.resize(h.total_len() - CENTRAL_LEN, 0);
-            cd.read_exact(&mut var).map_err(|_| ContainerError::CentralDirectoryMismatch {
-                declared: entries,
-                size: cd_size,
-            })?;
+            cd.read_exact(&mut var)
+                .map_err(|_| ContainerError::CentralDirectoryMismatch {
+                    declared: entries,
+                    size: cd_size,
+                })?;
             consumed += h.total_len() as u64;
             let nl = usize::from(h.name_len);
             let name_bytes = &var[..nl];
@@ -251,9 +275,11 @@ impl CentralDirectory {
             // a field holds the sentinel. Unlike the server, a sentinel with
             // no ZIP64 block is an error rather than a 4 GiB size.
             let z = if wants.0 || wants.1 || wants.2 {
-                parse_zip64_extra(extra, wants.0, wants.1, wants.2).map_err(|source| ContainerError::Record {
-                    context: format!("entry {name}"),
-                    source,
+                parse_zip64_extra(extra, wants.0, wants.1, wants.2).map_err(|source| {
+                    ContainerError::Record {
+                        context: format!("entry {name}"),
+                        source,
+                    }
                 })?
             } else {
                 Zip64Values::default()
@@ -305,7 +331,9 @@ impl CentralDirectory {
         let mut problems = Vec::new();
         for e in &self.entries {
             if e.flags & FLAG_ENCRYPTED != 0 {
-                problems.push(ContainerError::Encrypted { entry: e.name.clone() });
+                problems.push(ContainerError::Encrypted {
+                    entry: e.name.clone(),
+                });
             }
             if e.method != METHOD_STORED && e.method != METHOD_DEFLATED {
                 problems.push(ContainerError::UnsupportedMethod {
@@ -349,41 +377,63 @@ pub struct LocalInfo {
 /// Reads and checks the local header of `e`: signature, name, method,
 /// flags, and (without a descriptor) CRC and sizes; then that the data fits
 /// in the entry's space.
-pub fn check_local<R: Read + Seek>(r: &mut R, e: &CentralEntry) -> Result<LocalInfo, ContainerError> {
+pub fn check_local<R: Read + Seek>(
+    r: &mut R,
+    e: &CentralEntry,
+) -> Result<LocalInfo, ContainerError> {
     let mut fixed = [0u8; LOCAL_LEN];
     r.seek(SeekFrom::Start(e.local_offset))?;
-    r.read_exact(&mut fixed).map_err(|_| ContainerError::OutOfBounds {
-        entry: e.name.clone(),
-        limit: e.space_end,
-    })?;
+    r.read_exact(&mut fixed)
+        .map_err(|_| ContainerError::OutOfBounds {
+            entry: e.name.clone(),
+            limit: e.space_end,
+        })?;
     let l = parse_local_fixed(&fixed).map_err(|source| ContainerError::Record {
         context: format!("entry {}", e.name),
         source,
     })?;
     let mut var = vec![0u8; usize::from(l.name_len) + usize::from(l.extra_len)];
-    r.read_exact(&mut var).map_err(|_| ContainerError::OutOfBounds {
-        entry: e.name.clone(),
-        limit: e.space_end,
-    })?;
+    r.read_exact(&mut var)
+        .map_err(|_| ContainerError::OutOfBounds {
+            entry: e.name.clone(),
+            limit: e.space_end,
+        })?;
     let (lname, lextra) = var.split_at(usize::from(l.name_len));
-    let mismatch = |field: &'static str, central: String, local: String| ContainerError::LocalMismatch {
-        entry: e.name.clone(),
-        field,
-        central,
-        local,
-    };
+    let mismatch =
+        |field: &'static str, central: String, local: String| ContainerError::LocalMismatch {
+            entry: e.name.clone(),
+            field,
+            central,
+            local,
+        };
     if lname != e.name.as_bytes() {
-        return Err(mismatch("name", e.name.clone(), String::from_utf8_lossy(lname).into_owned()));
+        return Err(mismatch(
+            "name",
+            e.name.clone(),
+            String::from_utf8_lossy(lname).into_owned(),
+        ));
     }
     if l.method != e.method {
-        return Err(mismatch("method", e.method.to_string(), l.method.to_string()));
+        return Err(mismatch(
+            "method",
+            e.method.to_string(),
+            l.method.to_string(),
+        ));
     }
     if l.flags != e.flags {
-        return Err(mismatch("flags", format!("{:#06x}", e.flags), format!("{:#06x}", l.flags)));
+        return Err(mismatch(
+            "flags",
+            format!("{:#06x}", e.flags),
+            format!("{:#06x}", l.flags),
+        ));
     }
     if e.flags & FLAG_DESCRIPTOR == 0 {
         if l.crc32 != e.crc32 {
-            return Err(mismatch("CRC-32", format!("{:#010x}", e.crc32), format!("{:#010x}", l.crc32)));
+            return Err(mismatch(
+                "CRC-32",
+                format!("{:#010x}", e.crc32),
+                format!("{:#010x}", l.crc32),
+            ));
         }
         let z = parse_zip64_extra(
             lextra,
@@ -398,16 +448,27 @@ pub fn check_local<R: Read + Seek>(r: &mut R, e: &CentralEntry) -> Result<LocalI
         let lc = z.compressed.unwrap_or(u64::from(l.compressed_size));
         let lu = z.uncompressed.unwrap_or(u64::from(l.uncompressed_size));
         if lc != e.compressed_size {
-            return Err(mismatch("compressed size", e.compressed_size.to_string(), lc.to_string()));
+            return Err(mismatch(
+                "compressed size",
+                e.compressed_size.to_string(),
+                lc.to_string(),
+            ));
         }
         if lu != e.uncompressed_size {
-            return Err(mismatch("uncompressed size", e.uncompressed_size.to_string(), lu.to_string()));
+            return Err(mismatch(
+                "uncompressed size",
+                e.uncompressed_size.to_string(),
+                lu.to_string(),
+            ));
         }
     }
     let data_start = e.local_offset + LOCAL_LEN as u64 + var.len() as u64;
     let data_end = data_start.checked_add(e.compressed_size);
     match data_end {
-        Some(end) if end <= e.space_end => Ok(LocalInfo { data_start, data_end: end }),
+        Some(end) if end <= e.space_end => Ok(LocalInfo {
+            data_start,
+            data_end: end,
+        }),
         _ => Err(ContainerError::OutOfBounds {
             entry: e.name.clone(),
             limit: e.space_end,
@@ -418,11 +479,16 @@ pub fn check_local<R: Read + Seek>(r: &mut R, e: &CentralEntry) -> Result<LocalI
 /// Reads the data descriptor after an entry's data and compares it with the
 /// central directory. The server never looks at descriptors; lvbak's deep
 /// verify does.
-pub fn check_descriptor<R: Read + Seek>(r: &mut R, e: &CentralEntry, info: LocalInfo) -> Result<(), ContainerError> {
+pub fn check_descriptor<R: Read + Seek>(
+    r: &mut R,
+    e: &CentralEntry,
+    info: LocalInfo,
+) -> Result<(), ContainerError> {
     if !e.has_descriptor() {
         return Ok(());
     }
-    let zip64 = e.compressed_size > u64::from(u32::MAX) || e.uncompressed_size > u64::from(u32::MAX);
+    let zip64 =
+        e.compressed_size > u64::from(u32::MAX) || e.uncompressed_size > u64::from(u32::MAX);
     let want = if zip64 { 24 } else { 16 };
     let room = e.space_end.saturating_sub(info.data_end).min(want);
     let mut b = vec![0u8; room as usize];
@@ -474,7 +540,9 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
     /// Checks the local header of `e` and positions a reader on its data.
     pub fn new(r: &'a mut R, e: &CentralEntry) -> Result<EntryReader<'a, R>, ContainerError> {
         if e.flags & FLAG_ENCRYPTED != 0 {
-            return Err(ContainerError::Encrypted { entry: e.name.clone() });
+            return Err(ContainerError::Encrypted {
+                entry: e.name.clone(),
+            });
         }
         let info = check_local(r, e)?;
         r.seek(SeekFrom::Start(info.data_start))?;
@@ -560,7 +628,9 @@ impl<R: Read> EntryReader<'_, R> {
         if leftover != 0 {
             return Err(ContainerError::Deflate {
                 entry: self.name.clone(),
-                message: format!("{leftover} compressed bytes left after the end of the deflate stream"),
+                message: format!(
+                    "{leftover} compressed bytes left after the end of the deflate stream"
+                ),
             }
             .into_io());
         }
@@ -576,7 +646,10 @@ impl<R: Read> EntryReader<'_, R> {
         if let Some((h, want)) = self.sha.take() {
             let got: [u8; 32] = h.finalize().into();
             if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-                return Err(ContainerError::DigestMismatch { entry: self.name.clone() }.into_io());
+                return Err(ContainerError::DigestMismatch {
+                    entry: self.name.clone(),
+                }
+                .into_io());
             }
         }
         Ok(())
@@ -590,7 +663,10 @@ impl<R: Read> Read for EntryReader<'_, R> {
         }
         // Never produce more than declared + 1 bytes: the +1 detects a lie
         // without inflating a bomb.
-        let room = self.declared_size.saturating_sub(self.produced).saturating_add(1);
+        let room = self
+            .declared_size
+            .saturating_sub(self.produced)
+            .saturating_add(1);
         let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let res = match &mut self.body {
             Body::Stored(s) => s.read(&mut buf[..want]),
@@ -600,7 +676,9 @@ impl<R: Read> Read for EntryReader<'_, R> {
             Ok(n) => n,
             Err(e) => {
                 let name = self.name.clone();
-                let err = if e.kind() == io::ErrorKind::InvalidData && e.get_ref().is_some_and(|i| i.is::<ContainerError>()) {
+                let err = if e.kind() == io::ErrorKind::InvalidData
+                    && e.get_ref().is_some_and(|i| i.is::<ContainerError>())
+                {
                     ContainerError::from_io(e)
                 } else if matches!(self.body, Body::Deflated(_)) {
                     ContainerError::Deflate {

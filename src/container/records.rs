@@ -258,7 +258,10 @@ pub struct CentralFixed {
 impl CentralFixed {
     /// Total length of this header with its variable parts.
     pub fn total_len(&self) -> usize {
-        CENTRAL_LEN + usize::from(self.name_len) + usize::from(self.extra_len) + usize::from(self.comment_len)
+        CENTRAL_LEN
+            + usize::from(self.name_len)
+            + usize::from(self.extra_len)
+            + usize::from(self.comment_len)
     }
 }
 
@@ -449,7 +452,10 @@ mod tests {
             let _ = parse_zip64_extra(&b, true, true, true);
             let _ = eocd_candidates(&b);
         }
-        assert!(matches!(parse_eocd(&[0; 10]), Err(RecordError::Truncated { .. })));
+        assert!(matches!(
+            parse_eocd(&[0; 10]),
+            Err(RecordError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -463,10 +469,26 @@ mod tests {
         put64(&mut extra, 7);
         put64(&mut extra, 9);
         let v = parse_zip64_extra(&extra, false, true, true).unwrap();
-        assert_eq!(v, Zip64Values { uncompressed: None, compressed: Some(7), offset: Some(9) });
-        assert_eq!(parse_zip64_extra(&extra, true, true, true), Err(RecordError::Zip64Extra));
-        assert_eq!(parse_zip64_extra(&[], true, false, false), Err(RecordError::Zip64Extra));
-        assert_eq!(parse_zip64_extra(&[1, 0, 9, 0], true, false, false), Err(RecordError::ExtraOverrun));
+        assert_eq!(
+            v,
+            Zip64Values {
+                uncompressed: None,
+                compressed: Some(7),
+                offset: Some(9)
+            }
+        );
+        assert_eq!(
+            parse_zip64_extra(&extra, true, true, true),
+            Err(RecordError::Zip64Extra)
+        );
+        assert_eq!(
+            parse_zip64_extra(&[], true, false, false),
+            Err(RecordError::Zip64Extra)
+        );
+        assert_eq!(
+            parse_zip64_extra(&[1, 0, 9, 0], true, false, false),
+            Err(RecordError::ExtraOverrun)
+        );
     }
 
     #[test]

@@ -123,7 +123,9 @@ impl<W: Write> ZipWriter<W> {
 
     fn guard(&self) -> Result<(), ContainerError> {
         if self.poisoned {
-            Err(ContainerError::WriterState("an earlier write failed; the archive is incomplete"))
+            Err(ContainerError::WriterState(
+                "an earlier write failed; the archive is incomplete",
+            ))
         } else {
             Ok(())
         }
@@ -133,13 +135,19 @@ impl<W: Write> ZipWriter<W> {
     pub fn start_entry(&mut self, name: &str, opts: EntryOptions) -> Result<(), ContainerError> {
         self.guard()?;
         if self.open.is_some() {
-            return Err(ContainerError::WriterState("start_entry while another entry is open"));
+            return Err(ContainerError::WriterState(
+                "start_entry while another entry is open",
+            ));
         }
         if name.is_empty() || name.len() > usize::from(u16::MAX) {
-            return Err(ContainerError::WriterState("entry names must be 1..=65535 bytes"));
+            return Err(ContainerError::WriterState(
+                "entry names must be 1..=65535 bytes",
+            ));
         }
         if !self.names.insert(name.to_owned()) {
-            return Err(ContainerError::DuplicateWrite { entry: name.to_owned() });
+            return Err(ContainerError::DuplicateWrite {
+                entry: name.to_owned(),
+            });
         }
         self.open = Some(Open {
             name: name.to_owned(),
@@ -257,7 +265,11 @@ impl<W: Write> ZipWriter<W> {
         self.guard()?;
         let (method, header_written) = match &self.open {
             Some(o) => (o.opts.method, o.header_written),
-            None => return Err(ContainerError::WriterState("finish_entry with no entry open")),
+            None => {
+                return Err(ContainerError::WriterState(
+                    "finish_entry with no entry open",
+                ))
+            }
         };
         if matches!(method, Method::Deflated(_)) {
             self.deflate(&[], FlushCompress::Finish)?;
@@ -299,7 +311,12 @@ impl<W: Write> ZipWriter<W> {
     }
 
     /// Writes a whole entry from a slice.
-    pub fn add_entry(&mut self, name: &str, opts: EntryOptions, data: &[u8]) -> Result<WrittenEntry, ContainerError> {
+    pub fn add_entry(
+        &mut self,
+        name: &str,
+        opts: EntryOptions,
+        data: &[u8],
+    ) -> Result<WrittenEntry, ContainerError> {
         self.start_entry(name, opts)?;
         self.write_data(data)?;
         self.finish_entry()
@@ -319,7 +336,16 @@ impl<W: Write> ZipWriter<W> {
             let large = is_large(w) || rec.offset > u64::from(u32::MAX);
             put32(&mut cd, CENTRAL_SIG);
             put16(&mut cd, VERSION_MADE_BY);
-            put16(&mut cd, if large { 45 } else if rec.flags == 0 { 10 } else { 20 });
+            put16(
+                &mut cd,
+                if large {
+                    45
+                } else if rec.flags == 0 {
+                    10
+                } else {
+                    20
+                },
+            );
             put16(&mut cd, rec.flags);
             put16(&mut cd, method_code(rec.opts.method));
             put16(&mut cd, rec.opts.dos_time.0);

@@ -15,7 +15,10 @@ pub fn fixtures() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("conformance fixtures not found at {} (set LVBAK_FIXTURES)", dir.display());
+        panic!(
+            "conformance fixtures not found at {} (set LVBAK_FIXTURES)",
+            dir.display()
+        );
     }
     eprintln!("note: fixtures not found at {}; skipping", dir.display());
     None
@@ -23,18 +26,28 @@ pub fn fixtures() -> Option<PathBuf> {
 
 /// Every public fixture's stem (from INDEX.json).
 pub fn fixture_names(dir: &std::path::Path) -> Vec<String> {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("INDEX.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("INDEX.json")).unwrap()).unwrap();
     let mut out: Vec<String> = index["files"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|f| f["name"].as_str()?.strip_suffix(".lvbak").map(str::to_owned))
+        .filter_map(|f| {
+            f["name"]
+                .as_str()?
+                .strip_suffix(".lvbak")
+                .map(str::to_owned)
+        })
         .collect();
     out.sort();
-    assert!(out.len() >= 6, "expected at least 6 fixtures, found {out:?}");
+    assert!(
+        out.len() >= 6,
+        "expected at least 6 fixtures, found {out:?}"
+    );
     out
 }
 
 pub fn expected(dir: &std::path::Path, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap())
+        .unwrap()
 }
