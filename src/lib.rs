@@ -26,6 +26,7 @@ pub mod limits;
 pub mod manifest;
 pub mod ndjson;
 pub mod repack;
+pub mod secrets;
 pub mod tables;
 
 pub use archive::{Archive, ArchiveError, ArchiveWriter, Row, WriteOptions};

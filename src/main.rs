@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use lvbak::archive::{verify_with_progress, Depth};
+use lvbak::envelope::{EnvelopeVersion, Ticket};
 use lvbak::repack::{RepackOptions, SecretsAction};
 use lvbak::{Archive, ArchiveError, Limits, WriteOptions};
 
@@ -55,6 +56,10 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also check this decryption ticket against the archive and open
+        /// every secret (key names are printed, never values).
+        #[arg(long, value_name = "TICKET.json")]
+        ticket: Option<PathBuf>,
     },
     /// Read an archive and write it again (same rows and files, fresh trailer with digests).
     Repack {
@@ -66,8 +71,18 @@ enum Command {
         #[arg(long)]
         deterministic: bool,
         /// Leave the encrypted secrets out.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["ticket", "new_ticket"])]
         drop_secrets: bool,
+        /// The current ticket, to re-encrypt the secrets under a fresh key.
+        #[arg(long, value_name = "TICKET.json", requires = "new_ticket")]
+        ticket: Option<PathBuf>,
+        /// Where to write the new ticket (created; never overwritten).
+        #[arg(long, value_name = "TICKET.json", requires = "ticket")]
+        new_ticket: Option<PathBuf>,
+        /// Envelope for the re-encrypted secrets: v2 (lvbak's, authenticated;
+        /// the default) or v1 (what a Lumiverse 1.1 server can open).
+        #[arg(long, value_parser = ["v1", "v2"], default_value = "v2", requires = "ticket")]
+        envelope: String,
     },
     /// Make a sample account archive, verify it, inspect it and repack it: a tour in a temp folder.
     Demo {
@@ -171,6 +186,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             archive,
             deep,
             json,
+            ticket,
         } => {
             let depth = if *deep { Depth::Deep } else { Depth::Fast };
             let f = open_file(archive)?;
@@ -181,6 +197,15 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 pb.set_message(format!("verifying ({})", indicatif::HumanBytes(bytes)));
             });
             pb.finish_and_clear();
+            let mut ok = report.is_ok();
+            let secrets = match ticket {
+                Some(t) => {
+                    let (v, good) = check_ticket(cli, archive, t)?;
+                    ok &= good;
+                    Some(v)
+                }
+                None => None,
+            };
             if *json {
                 let problems: Vec<_> = report
                     .problems
@@ -193,13 +218,24 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                     "entries": report.entries,
                     "bytesChecked": report.bytes_checked,
                     "problems": problems,
+                    "secrets": secrets,
                 });
+                let mut v = v;
+                v["ok"] = json!(ok);
+                if ticket.is_none() {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("secrets");
+                    }
+                }
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 for p in &report.problems {
                     eprintln!("lvbak: {}", p.message);
                 }
-                if report.is_ok() && !cli.quiet {
+                if let Some(sv) = &secrets {
+                    print_secrets(cli, sv);
+                }
+                if ok && !cli.quiet {
                     println!(
                         "ok: {} entries{}",
                         report.entries,
@@ -211,27 +247,68 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                     );
                 }
             }
-            Ok(if report.is_ok() { 0 } else { 1 })
+            Ok(if ok { 0 } else { 1 })
         }
         Command::Repack {
             input,
             output,
             deterministic,
             drop_secrets,
+            ticket,
+            new_ticket,
+            envelope,
         } => {
             let mut a = Archive::open(open_file(input)?, limits(cli))?;
+            let mut new_ticket_json = None;
+            let secrets = match (ticket, new_ticket) {
+                (Some(t), Some(nt)) => {
+                    if nt.exists() {
+                        return Err(Failure::Io(format!(
+                            "{} exists; choose a new path for the new ticket",
+                            nt.display()
+                        )));
+                    }
+                    let t = read_ticket(t)?;
+                    let opened = lvbak::secrets::open(&mut a, &t).map_err(secrets_failure)?;
+                    let set = opened
+                        .into_strict()
+                        .map_err(|e| Failure::Invalid(format!("secrets: {e}")))?;
+                    let version = if envelope == "v1" {
+                        EnvelopeVersion::V1
+                    } else {
+                        EnvelopeVersion::V2
+                    };
+                    let id = a.manifest().archive_id.clone();
+                    let sealed = lvbak::secrets::seal(version, &id, &set, now())
+                        .map_err(|e| Failure::Invalid(format!("secrets: {e}")))?;
+                    new_ticket_json = Some((nt.clone(), sealed.ticket.to_json()));
+                    SecretsAction::Replace {
+                        manifest_fields: lvbak::secrets::manifest_fields(&sealed, version),
+                        count: sealed.count as u64,
+                        index_json: sealed.index_json,
+                        encrypted_ndjson: sealed.encrypted_ndjson,
+                    }
+                }
+                _ if *drop_secrets => SecretsAction::Drop,
+                _ => SecretsAction::Keep,
+            };
             let opts = RepackOptions {
                 write: WriteOptions {
                     deterministic: *deterministic,
                     ..WriteOptions::default()
                 },
-                secrets: if *drop_secrets {
-                    SecretsAction::Drop
-                } else {
-                    SecretsAction::Keep
-                },
+                secrets,
             };
             let s = write_atomically(output, |w| lvbak::repack::repack(&mut a, w, &opts))?;
+            if let Some((path, bytes)) = new_ticket_json {
+                write_secret_file(&path, &bytes)?;
+                if !cli.quiet {
+                    println!(
+                        "wrote {} (keep it apart from the archive; it opens the secrets)",
+                        path.display()
+                    );
+                }
+            }
             if !cli.quiet {
                 println!(
                     "wrote {} ({} entries, {} bytes)",
@@ -502,4 +579,89 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
         archive_path.display()
     ));
     Ok(if same { 0 } else { 1 })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn read_ticket(p: &Path) -> Result<Ticket, Failure> {
+    let bytes = std::fs::read(p)
+        .map_err(|e| Failure::Io(format!("cannot read ticket {}: {e}", p.display())))?;
+    Ticket::parse(&bytes)
+        .map_err(|e| Failure::Invalid(format!("ticket {}: {} ({})", p.display(), e, e.code())))
+}
+
+fn secrets_failure(e: lvbak::secrets::SecretsError) -> Failure {
+    match e.ticket_code() {
+        Some(code) => Failure::Invalid(format!("ticket refused: {e} ({code})")),
+        None => Failure::Invalid(format!("secrets: {e}")),
+    }
+}
+
+/// Checks a ticket against an archive and opens every record. Returns the
+/// `secrets` JSON (envelope, count, key names; never values) and whether
+/// everything opened.
+fn check_ticket(
+    _cli: &Cli,
+    archive: &Path,
+    ticket: &Path,
+) -> Result<(serde_json::Value, bool), Failure> {
+    let t = read_ticket(ticket)?;
+    let mut a = Archive::open(open_file(archive)?, Limits::default())?;
+    let opened = lvbak::secrets::open(&mut a, &t).map_err(secrets_failure)?;
+    let keys: Vec<&str> = opened.secrets.keys().collect();
+    let failures: Vec<String> = opened.failures.iter().map(|f| f.to_string()).collect();
+    let notes: Vec<String> = opened.notes.iter().map(|n| n.to_string()).collect();
+    let good = failures.is_empty();
+    Ok((
+        json!({
+            "envelope": opened.version.to_string(),
+            "count": keys.len(),
+            "keys": keys,
+            "ticketFingerprint": t.fingerprint(),
+            "failures": failures,
+            "notes": notes,
+        }),
+        good,
+    ))
+}
+
+fn print_secrets(cli: &Cli, v: &serde_json::Value) {
+    for f in v["failures"].as_array().into_iter().flatten() {
+        eprintln!("lvbak: secret record failed: {}", f.as_str().unwrap_or("?"));
+    }
+    if cli.quiet {
+        return;
+    }
+    println!(
+        "secrets: envelope {}, {} opened",
+        v["envelope"].as_str().unwrap_or("?"),
+        v["count"]
+    );
+    for k in v["keys"].as_array().into_iter().flatten() {
+        println!("  {}", k.as_str().unwrap_or("?"));
+    }
+    for n in v["notes"].as_array().into_iter().flatten() {
+        println!("  note: {}", n.as_str().unwrap_or("?"));
+    }
+}
+
+/// Creates a file only the owner can read (a ticket), failing if it exists.
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .map_err(|e| Failure::Io(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))
 }

@@ -1,0 +1,235 @@
+//! The `lvbak` binary, end to end.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lvbak(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lvbak"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn inspect_json_matches_every_fixture() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    for name in common::fixture_names(&dir) {
+        let exp = common::expected(&dir, &name);
+        let archive = dir.join(format!("{name}.lvbak"));
+        let out = lvbak(&["inspect", s(&archive), "--json"]);
+        if name == "legacy-fflate-async-duplicated" {
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("database/messages.ndjson"), "{err}");
+            assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+            continue;
+        }
+        let out = if name == "modern-oversized-row" {
+            // Refused like the server, then read knowingly with a raised cap.
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("database/messages.ndjson line") && err.contains("exceeds 4194304"),
+                "{err}"
+            );
+            lvbak(&[
+                "--max-line-bytes",
+                "67108864",
+                "inspect",
+                s(&archive),
+                "--json",
+            ])
+        } else {
+            out
+        };
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for key in [
+            "manifest",
+            "manifestStats",
+            "tables",
+            "vectorTables",
+            "files",
+        ] {
+            assert_eq!(v[key], exp[key], "{name}: {key}");
+        }
+        assert_eq!(v["secrets"]["count"], exp["secrets"]["count"], "{name}");
+    }
+}
+
+#[test]
+fn verify_exit_codes_and_json() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let good = dir.join("basic.lvbak");
+    assert!(lvbak(&["verify", s(&good), "--deep"]).status.success());
+    let out = lvbak(&[
+        "verify",
+        s(&dir.join("modern-oversized-row.lvbak")),
+        "--deep",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"][0]["code"], "line_too_long");
+    assert_eq!(v["problems"][0]["entry"], "database/messages.ndjson");
+    assert_eq!(
+        lvbak(&["verify", "/nonexistent.lvbak"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(lvbak(&["verify"]).status.code(), Some(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.lvbak");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    let out = lvbak(&["inspect", s(&junk)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn ticket_verification_rotation_and_conversion() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let archive = dir.join("with-secrets.lvbak");
+    let ticket = dir.join("with-secrets.ticket.json");
+    let out = lvbak(&["verify", s(&archive), "--ticket", s(&ticket), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["secrets"]["envelope"], "v1");
+    assert_eq!(v["secrets"]["count"], 4);
+    let exp = common::expected(&dir, "with-secrets");
+    assert_eq!(v["secrets"]["keys"], exp["secrets"]["keys"]);
+    let ticket_text = std::fs::read_to_string(&ticket).unwrap();
+    let key: serde_json::Value = serde_json::from_str(&ticket_text).unwrap();
+    let key = key["keyB64"].as_str().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(key),
+        "ticket key printed"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    for env in ["v1", "v2"] {
+        let out_archive = tmp.path().join(format!("{env}.lvbak"));
+        let new_ticket = tmp.path().join(format!("{env}.ticket.json"));
+        let out = lvbak(&[
+            "repack",
+            s(&archive),
+            s(&out_archive),
+            "--ticket",
+            s(&ticket),
+            "--new-ticket",
+            s(&new_ticket),
+            "--envelope",
+            env,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = lvbak(&[
+            "verify",
+            s(&out_archive),
+            "--deep",
+            "--ticket",
+            s(&new_ticket),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{env}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["secrets"]["envelope"], env);
+        assert_eq!(v["secrets"]["count"], 4);
+        // The old ticket no longer opens the rotated secrets.
+        let out = lvbak(&["verify", s(&out_archive), "--ticket", s(&ticket)]);
+        assert_eq!(out.status.code(), Some(1), "{env}: old ticket still opens");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("secret record failed"), "{env}: {err}");
+        // The manifest says which envelope it carries.
+        let out = lvbak(&["inspect", s(&out_archive), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["manifest"]["lvbak"]["envelope"], env);
+        assert_eq!(v["secrets"]["envelope"], env);
+    }
+    // --drop-secrets
+    let dropped = tmp.path().join("dropped.lvbak");
+    assert!(
+        lvbak(&["repack", s(&archive), s(&dropped), "--drop-secrets"])
+            .status
+            .success()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&lvbak(&["inspect", s(&dropped), "--json"]).stdout).unwrap();
+    assert_eq!(v["secrets"]["count"], 0);
+    assert_eq!(v["manifest"]["hasEncryptedSecrets"], false);
+}
+
+#[test]
+fn a_ticket_that_does_not_fit_exits_with_the_server_code() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let archive = dir.join("with-secrets.lvbak");
+    let ticket: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("with-secrets.ticket.json")).unwrap())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "archiveId",
+            serde_json::json!("00000000-0000-4000-8000-000000000000"),
+            "archive_mismatch",
+        ),
+        ("kind", serde_json::json!("something-else"), "wrong_kind"),
+        ("version", serde_json::json!(7), "unsupported_version"),
+        ("keyB64", serde_json::json!("AAAA"), "malformed"),
+        ("secretsHash", serde_json::json!("00"), "binding_mismatch"),
+    ];
+    for (field, value, code) in cases {
+        let mut t = ticket.clone();
+        t[field] = value;
+        let p = tmp.path().join(format!("{field}.json"));
+        std::fs::write(&p, serde_json::to_vec_pretty(&t).unwrap()).unwrap();
+        let out = lvbak(&["verify", s(&archive), "--ticket", s(&p)]);
+        assert_eq!(out.status.code(), Some(1), "{field}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(code), "{field}: {err}");
+    }
+}
+
+#[test]
+fn demo_runs_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lvbak(&["demo", "--dir", s(tmp.path())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("deep verify: ok"), "{text}");
+    assert!(text.contains("byte-identical"), "{text}");
+    assert!(tmp.path().join("demo-account.lvbak").is_file());
+}
