@@ -19,6 +19,8 @@
 
 pub mod archive;
 pub mod container;
+pub mod domain;
+pub mod engine;
 pub mod entry_name;
 pub mod envelope;
 pub mod inspect;
@@ -27,6 +29,7 @@ pub mod manifest;
 pub mod ndjson;
 pub mod repack;
 pub mod secrets;
+pub mod store;
 pub mod tables;
 
 pub use archive::{Archive, ArchiveError, ArchiveWriter, Row, WriteOptions};

@@ -1,0 +1,742 @@
+//! Import: an archive into a [`Sink`], planned (dry run) or applied inside
+//! one transaction, with the server's policies and lvbak's corrections
+//! (spec/FORMAT.md §11).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Seek};
+
+use serde_json::Value;
+
+use super::{names, store, CancelToken, EngineError, Progress, ProgressFn};
+use crate::archive::Archive;
+use crate::domain::{self, DomainId, Owner, SettingMerge, TableSpec};
+use crate::entry_name::{Bucket, EntryName};
+use crate::envelope::{SecretSet, Ticket};
+use crate::secrets::{self, SecretsOutcome, TicketPolicy};
+use crate::store::{InsertOutcome, RowMap, Sink, StorePath};
+
+/// What to import and how.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Domains to restore (`None`: all).
+    pub domains: Option<BTreeSet<DomainId>>,
+    /// Pull in the domains the selection depends on (`false`: refuse).
+    pub pull_dependencies: bool,
+    /// The decryption ticket, if any.
+    pub ticket: Option<Ticket>,
+    /// What to do when the ticket does not fit.
+    pub ticket_policy: TicketPolicy,
+    /// Plan only: read everything, write nothing.
+    pub dry_run: bool,
+    /// The import time stamped on settings (default: now).
+    pub now: Option<i64>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            domains: None,
+            pull_dependencies: true,
+            ticket: None,
+            ticket_policy: TicketPolicy::Cancel,
+            dry_run: false,
+            now: None,
+        }
+    }
+}
+
+/// Per-table outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableReport {
+    /// Table name.
+    pub table: String,
+    /// Rows in the archive.
+    pub rows: u64,
+    /// Rows inserted (or, in a plan, to insert).
+    pub inserted: u64,
+    /// Rows skipped because their key exists (or another constraint).
+    pub skipped_existing: u64,
+    /// Rows skipped because they would hang under another user's data.
+    pub skipped_foreign: u64,
+    /// Settings merged into an existing value.
+    pub merged: u64,
+    /// Settings left as they were (already equal, or the target wins).
+    pub unchanged: u64,
+    /// Settings rows ignored (no key, or a secret-looking key).
+    pub ignored: u64,
+}
+
+/// Per-bucket file outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Files written (or to write).
+    pub written: u64,
+    /// Files that already existed (an existing file wins).
+    pub existing: u64,
+    /// Files refused (not a sound file, unsafe path).
+    pub refused: u64,
+    /// Bytes written (or to write).
+    pub bytes: u64,
+}
+
+/// Vector outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VectorsReport {
+    /// Whether the embedding configuration matched, so vectors were restored.
+    pub restored: bool,
+    /// Whether the user's chunks were marked for re-vectorisation instead.
+    pub revectorise: bool,
+    /// Vectors inserted.
+    pub inserted: u64,
+    /// Vectors skipped (id exists, or no vector value).
+    pub skipped: u64,
+}
+
+/// Secrets outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretsReport {
+    /// Key names listed in the archive's index.
+    pub in_archive: Vec<String>,
+    /// Secrets restored (or to restore).
+    pub restored: Vec<String>,
+    /// Why secrets were skipped, if they were.
+    pub skipped: Option<String>,
+    /// v1 records that failed to open, by key name.
+    pub failures: Vec<String>,
+    /// Fingerprint of the ticket used.
+    pub ticket_fingerprint: Option<String>,
+    /// Uses of this archive's ticket including this one (apply only).
+    pub ticket_uses: Option<u64>,
+    /// When the ticket was used before, if it was.
+    pub previously_used_at: Option<i64>,
+    /// Connection flags set to match restored keys (`table.column` of id).
+    pub flags_set: u64,
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// A plan only.
+    pub dry_run: bool,
+    /// Domains restored (selection plus closure).
+    pub domains: BTreeSet<DomainId>,
+    /// Domains added because the selection depends on them.
+    pub closure_added: BTreeSet<DomainId>,
+    /// Per table, in import order.
+    pub tables: Vec<TableReport>,
+    /// Per bucket.
+    pub files: BTreeMap<Bucket, FileCounts>,
+    /// Vectors.
+    pub vectors: VectorsReport,
+    /// Secrets.
+    pub secrets: SecretsReport,
+    /// Tables in the archive that were not imported, with the reason.
+    pub ignored_tables: Vec<(String, String)>,
+    /// Dangling references cleared after the insert.
+    pub dangling_cleared: u64,
+    /// Nullable references to another user's rows cleared.
+    pub foreign_refs_cleared: u64,
+    /// Things worth telling the user.
+    pub notes: Vec<String>,
+}
+
+impl ImportReport {
+    /// Rows inserted per table (non-zero only), like the server's report.
+    pub fn inserted(&self) -> BTreeMap<String, u64> {
+        self.tables
+            .iter()
+            .filter(|t| t.inserted > 0)
+            .map(|t| (t.table.clone(), t.inserted))
+            .collect()
+    }
+}
+
+/// Owner of a row already in the sink, following `Via` chains.
+fn owner_in_sink<K: Sink + ?Sized>(
+    sink: &mut K,
+    table: &str,
+    id: &Value,
+    depth: u8,
+) -> Result<Option<String>, EngineError> {
+    let Some(spec) = domain::table(table) else {
+        return Ok(None);
+    };
+    let pk = spec.pk.first().copied().unwrap_or("id");
+    let Some(row) = sink
+        .get_row(table, pk, id)
+        .map_err(store(format!("looking up {table}")))?
+    else {
+        return Ok(None);
+    };
+    Ok(match spec.owner {
+        Owner::User => row
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Owner::Installer => row
+            .get("installed_by_user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Owner::Via { column, parent } if depth < 4 => match row.get(column) {
+            Some(pid) if !pid.is_null() => owner_in_sink(sink, parent, pid, depth + 1)?,
+            _ => None,
+        },
+        Owner::Via { .. } => None,
+    })
+}
+
+/// Sound signatures the server accepts (FORMAT.md §8).
+pub(crate) fn is_sound(head: &[u8]) -> bool {
+    let mut b = [0u8; 16];
+    let n = head.len().min(16);
+    b[..n].copy_from_slice(&head[..n]);
+    b.starts_with(b"ID3")
+        || (b[0] == 0xFF && b[1] & 0xE0 == 0xE0 && (b[1] >> 3) & 3 != 1 && (b[1] >> 1) & 3 != 0)
+        || (b[0] == 0xFF && (b[1] == 0xF1 || b[1] == 0xF9))
+        || (b.starts_with(b"RIFF") && &b[8..12] == b"WAVE")
+        || b.starts_with(b"OggS")
+        || (&b[4..8] == b"ftyp"
+            && [&b"M4A "[..], b"M4B ", b"mp42", b"mp41", b"isom", b"dash"].contains(&&b[8..12]))
+}
+
+fn rewrite_vector_id(id: &str, user: &str) -> String {
+    match id.split_once(':') {
+        Some((_, rest)) if rest.matches(':').count() >= 2 => format!("{user}:{rest}"),
+        _ => id.to_owned(),
+    }
+}
+
+/// Imports `archive` into `sink`.
+///
+/// Without `dry_run`, everything happens inside one sink transaction: on
+/// any error or cancellation the sink is rolled back and left exactly as
+/// it was. A ticket error with policy `cancel` stops before anything is
+/// written. With `dry_run`, nothing is written and the report is the plan.
+pub fn import<R: Read + Seek, K: Sink + ?Sized>(
+    archive: &mut Archive<R>,
+    sink: &mut K,
+    opts: &ImportOptions,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+) -> Result<ImportReport, EngineError> {
+    let all: BTreeSet<DomainId> = DomainId::ALL.into_iter().collect();
+    let selected = opts.domains.clone().unwrap_or_else(|| all.clone());
+    let (domains, added) = domain::closure(&selected);
+    if !added.is_empty() && !opts.pull_dependencies {
+        return Err(EngineError::MissingDependencies {
+            selected: names(selected.iter().copied()),
+            missing: names(added.iter().copied()),
+        });
+    }
+    let mut report = ImportReport {
+        dry_run: opts.dry_run,
+        domains: domains.clone(),
+        closure_added: added,
+        ..ImportReport::default()
+    };
+
+    // Secrets first, before any write (the server waits for the ticket
+    // before touching the database).
+    let mut opened: Option<SecretSet> = None;
+    if domains.contains(&DomainId::Secrets) {
+        if let Some(info) = secrets::info(archive)? {
+            report.secrets.in_archive = info.keys;
+        }
+        report.secrets.ticket_fingerprint =
+            opts.ticket.as_ref().map(|t| t.fingerprint().to_owned());
+        match secrets::open_with_policy(archive, opts.ticket.as_ref(), opts.ticket_policy)? {
+            SecretsOutcome::None => {}
+            SecretsOutcome::Skipped(why) => report.secrets.skipped = Some(why),
+            SecretsOutcome::Opened(o) => {
+                report.secrets.failures = o.failures.iter().map(|f| f.to_string()).collect();
+                opened = Some(o.secrets);
+            }
+        }
+    }
+
+    if opts.dry_run {
+        run(
+            archive,
+            sink,
+            opts,
+            &domains,
+            opened.as_ref(),
+            &mut report,
+            progress,
+            cancel,
+        )?;
+        return Ok(report);
+    }
+    sink.begin().map_err(store("starting the transaction"))?;
+    let result = run(
+        archive,
+        sink,
+        opts,
+        &domains,
+        opened.as_ref(),
+        &mut report,
+        progress,
+        cancel,
+    )
+    .and_then(|()| sink.commit().map_err(store("committing")));
+    match result {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            if let Err(r) = sink.rollback() {
+                return Err(EngineError::Store {
+                    context: format!("rolling back after: {e}"),
+                    source: r,
+                });
+            }
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<R: Read + Seek, K: Sink + ?Sized>(
+    archive: &mut Archive<R>,
+    sink: &mut K,
+    opts: &ImportOptions,
+    domains: &BTreeSet<DomainId>,
+    secrets: Option<&SecretSet>,
+    report: &mut ImportReport,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+) -> Result<(), EngineError> {
+    let dry = opts.dry_run;
+    let user = sink.user_id().to_owned();
+    let now = opts.now.unwrap_or_else(super::export::now);
+    let counts: HashMap<String, u64> = archive.merged_counts().iter().cloned().collect();
+    let mut p = Progress {
+        phase: "tables",
+        rows_total: archive
+            .tables()
+            .iter()
+            .map(|t| counts.get(t).copied().unwrap_or(0))
+            .sum(),
+        entries_total: archive.entries().len() as u64,
+        bytes_total: archive
+            .entries()
+            .iter()
+            .map(|e| e.central.uncompressed_size)
+            .sum(),
+        ..Progress::default()
+    };
+    let archive_tables: BTreeSet<String> = archive.tables().into_iter().collect();
+    for t in &archive_tables {
+        match domain::table(t) {
+            None if domain::NEVER.contains(&t.as_str()) => report.ignored_tables.push((
+                t.clone(),
+                "never imported (not user data lvbak restores)".into(),
+            )),
+            None => report
+                .ignored_tables
+                .push((t.clone(), "not a table of any lvbak domain".into())),
+            Some(spec) if !domains.contains(&spec.domain) => report
+                .ignored_tables
+                .push((t.clone(), format!("domain {} not selected", spec.domain))),
+            Some(_) => {}
+        }
+    }
+
+    let mut databank_paths: HashMap<String, String> = HashMap::new();
+    for spec in domain::TABLES {
+        if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
+            continue;
+        }
+        if !sink
+            .has_table(spec.name)
+            .map_err(store(format!("checking table {}", spec.name)))?
+        {
+            report
+                .ignored_tables
+                .push((spec.name.to_owned(), "the target has no such table".into()));
+            continue;
+        }
+        cancel.check()?;
+        p.table = Some(spec.name.to_owned());
+        progress(&p);
+        let mut tr = TableReport {
+            table: spec.name.to_owned(),
+            ..TableReport::default()
+        };
+        let mut rows = archive.rows(spec.name)?;
+        while let Some((line, text)) = rows.next_line()? {
+            tr.rows += 1;
+            p.rows_done += 1;
+            if p.rows_done % 1024 == 0 {
+                cancel.check()?;
+                progress(&p);
+            }
+            let mut row: RowMap = serde_json::from_str(text).map_err(|e| EngineError::Row {
+                table: spec.name.to_owned(),
+                line,
+                message: format!("not a JSON object lvbak can read: {e}"),
+            })?;
+            if let Some((k, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
+                if spec.name != "settings" || k != "value" {
+                    return Err(EngineError::Row {
+                        table: spec.name.to_owned(),
+                        line,
+                        message: format!("column {k} holds a JSON object or array; the format stores JSON as text"),
+                    });
+                }
+            }
+            if spec.name == "settings" {
+                import_setting(sink, &row, dry, now, &mut tr)?;
+                continue;
+            }
+            import_row(sink, spec, &mut row, &user, dry, &mut tr, report)?;
+            if spec.name == "databank_documents" {
+                if let (Some(id), Some(fp)) = (
+                    row.get("id").and_then(Value::as_str),
+                    row.get("file_path").and_then(Value::as_str),
+                ) {
+                    databank_paths.insert(id.to_owned(), fp.to_owned());
+                }
+            }
+        }
+        drop(rows);
+        p.entries_done += 1;
+        report.tables.push(tr);
+    }
+
+    // Dangling references (nullable, ON DELETE SET NULL) in the user's rows.
+    if !dry {
+        for spec in domain::TABLES {
+            if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
+                continue;
+            }
+            for (col, parent) in spec.nullable_refs {
+                report.dangling_cleared += sink
+                    .clear_dangling(spec, col, parent)
+                    .map_err(store(format!("clearing {}.{col}", spec.name)))?;
+            }
+        }
+    }
+
+    // Files.
+    p.phase = "files";
+    p.table = None;
+    let entries: Vec<(usize, Bucket, String, u64)> = archive
+        .entries()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.name {
+            EntryName::File { bucket, name } => {
+                Some((i, *bucket, name.clone(), e.central.uncompressed_size))
+            }
+            _ => None,
+        })
+        .collect();
+    for (i, bucket, name, size) in entries {
+        if !domain::bucket_domains(bucket)
+            .iter()
+            .any(|d| domains.contains(d))
+        {
+            continue;
+        }
+        cancel.check()?;
+        let counts = report.files.entry(bucket).or_default();
+        let path = match bucket {
+            Bucket::Databank => {
+                // lvbak restores the document where its row points (the server
+                // restores it under the archive name, which no row references).
+                let by_row = name
+                    .split_once("__")
+                    .and_then(|(id, _)| databank_paths.get(id))
+                    .and_then(|fp| StorePath::databank(&user, fp));
+                by_row.or_else(|| StorePath::for_entry(bucket, &user, &name))
+            }
+            _ => StorePath::for_entry(bucket, &user, &name),
+        };
+        let Some(path) = path else {
+            counts.refused += 1;
+            report
+                .notes
+                .push(format!("files/{bucket}/{name}: unsafe path, not restored"));
+            continue;
+        };
+        if sink
+            .file_exists(&path)
+            .map_err(store(format!("checking {path}")))?
+        {
+            counts.existing += 1;
+            continue;
+        }
+        let mut r = archive.entry_reader(i)?;
+        if bucket == Bucket::NotificationSounds {
+            let mut head = [0u8; 16];
+            let n = read_up_to(&mut r, &mut head).map_err(|e| {
+                EngineError::Archive(crate::container::ContainerError::from_io(e).into())
+            })?;
+            if !is_sound(&head[..n]) {
+                counts.refused += 1;
+                report.notes.push(format!(
+                    "files/{bucket}/{name}: not a recognised sound file, not restored"
+                ));
+                continue;
+            }
+            if dry {
+                counts.written += 1;
+                counts.bytes += size;
+                continue;
+            }
+            let mut chained = (&head[..n]).chain(&mut r);
+            if sink
+                .write_file(&path, &mut chained)
+                .map_err(store(format!("writing {path}")))?
+            {
+                counts.written += 1;
+                counts.bytes += size;
+            } else {
+                counts.existing += 1;
+            }
+            continue;
+        }
+        if dry {
+            counts.written += 1;
+            counts.bytes += size;
+            continue;
+        }
+        let mut checked = IoCheck(&mut r);
+        let wrote = sink
+            .write_file(&path, &mut checked)
+            .map_err(store(format!("writing {path}")))?;
+        if wrote {
+            counts.written += 1;
+            counts.bytes += size;
+        } else {
+            counts.existing += 1;
+        }
+        p.bytes_done += size;
+        p.entries_done += 1;
+        progress(&p);
+    }
+
+    // Vectors.
+    if archive.manifest().include_vectors && domains.contains(&DomainId::Vectors) {
+        p.phase = "vectors";
+        progress(&p);
+        let mine = sink
+            .embedding_config()
+            .map_err(store("reading the embedding configuration"))?;
+        let theirs = &archive.manifest().embedding_config;
+        let matches = mine.dimension.is_some()
+            && mine.dimension == theirs.dimension
+            && mine.provider == theirs.provider
+            && mine.model == theirs.model;
+        if matches {
+            report.vectors.restored = true;
+            for t in archive.vector_tables() {
+                if !domain::VECTOR_TABLES.contains(&t.as_str()) {
+                    report.ignored_tables.push((
+                        format!("lancedb:{t}"),
+                        "not a vector table lvbak knows".into(),
+                    ));
+                    continue;
+                }
+                let mut rows = archive.vector_rows(&t)?;
+                while let Some((line, text)) = rows.next_line()? {
+                    cancel.check()?;
+                    let mut row: RowMap =
+                        serde_json::from_str(text).map_err(|e| EngineError::Row {
+                            table: format!("lancedb/{t}"),
+                            line,
+                            message: e.to_string(),
+                        })?;
+                    if row.get("vector_b64").is_none_or(Value::is_null) {
+                        report.vectors.skipped += 1;
+                        continue;
+                    }
+                    if let Some(id) = row
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(|s| rewrite_vector_id(s, &user))
+                    {
+                        row.insert("id".into(), id.into());
+                    }
+                    row.insert("user_id".into(), user.clone().into());
+                    if dry {
+                        report.vectors.inserted += 1;
+                        continue;
+                    }
+                    match sink
+                        .insert_vector(&t, &row)
+                        .map_err(store(format!("inserting a vector into {t}")))?
+                    {
+                        InsertOutcome::Inserted => report.vectors.inserted += 1,
+                        InsertOutcome::Skipped => report.vectors.skipped += 1,
+                    }
+                }
+            }
+        } else {
+            report.vectors.revectorise = true;
+            if !dry {
+                sink.mark_for_revectorisation()
+                    .map_err(store("marking chunks for re-vectorisation"))?;
+            }
+        }
+    }
+
+    // Secrets, last.
+    if let Some(set) = secrets {
+        p.phase = "secrets";
+        progress(&p);
+        if !dry {
+            let id = archive.manifest().archive_id.clone();
+            let fp = report
+                .secrets
+                .ticket_fingerprint
+                .clone()
+                .unwrap_or_default();
+            let (uses, prev) = sink
+                .consume_ticket(&id, &fp, now)
+                .map_err(store("recording the ticket"))?;
+            report.secrets.ticket_uses = Some(uses);
+            report.secrets.previously_used_at = prev;
+        }
+        for s in set.iter() {
+            if !dry {
+                sink.put_secret(&s.key, s.expose_value())
+                    .map_err(store(format!("storing secret {}", s.key)))?;
+                if let Some((table, column, id)) = domain::secret_flag_target(&s.key) {
+                    if sink
+                        .set_column(table, id, column, Value::from(1))
+                        .map_err(store(format!("setting {table}.{column}")))?
+                    {
+                        report.secrets.flags_set += 1;
+                    }
+                }
+            }
+            report.secrets.restored.push(s.key.clone());
+        }
+    }
+    p.phase = "commit";
+    progress(&p);
+    Ok(())
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Passes reads through; a sink sees the archive's integrity errors as I/O errors.
+struct IoCheck<'a, R: Read>(&'a mut R);
+impl<R: Read> Read for IoCheck<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+fn import_setting<K: Sink + ?Sized>(
+    sink: &mut K,
+    row: &RowMap,
+    dry: bool,
+    now: i64,
+    tr: &mut TableReport,
+) -> Result<(), EngineError> {
+    let Some(key) = domain::setting_key(row) else {
+        tr.ignored += 1;
+        return Ok(());
+    };
+    let value = row.get("value").cloned().unwrap_or(Value::Null);
+    let current = sink
+        .get_setting(key)
+        .map_err(store(format!("reading setting {key}")))?;
+    match domain::merge_setting(current.as_deref(), &value) {
+        SettingMerge::Insert(v) => {
+            if !dry {
+                sink.put_setting(key, &v, now)
+                    .map_err(store(format!("writing setting {key}")))?;
+            }
+            tr.inserted += 1;
+        }
+        SettingMerge::Update(v) => {
+            if !dry {
+                sink.put_setting(key, &v, now)
+                    .map_err(store(format!("writing setting {key}")))?;
+            }
+            tr.merged += 1;
+        }
+        SettingMerge::Keep => tr.unchanged += 1,
+    }
+    Ok(())
+}
+
+fn import_row<K: Sink + ?Sized>(
+    sink: &mut K,
+    spec: &TableSpec,
+    row: &mut RowMap,
+    user: &str,
+    dry: bool,
+    tr: &mut TableReport,
+    report: &mut ImportReport,
+) -> Result<(), EngineError> {
+    // Ownership is always the importing user's.
+    for col in ["user_id", "installed_by_user_id"] {
+        if row.contains_key(col) {
+            row.insert(col.into(), user.into());
+        }
+    }
+    // Flags that mirror secrets start at 0; restored secrets set them to 1.
+    for col in ["has_api_key", "has_headers"] {
+        if row.contains_key(col) {
+            row.insert(col.into(), Value::from(0));
+        }
+    }
+    // Never hang a row under another user's data.
+    let mut required: Vec<(&str, &str)> = spec.refs.to_vec();
+    if let Owner::Via { column, parent } = spec.owner {
+        required.push((column, parent));
+    }
+    for (col, parent) in required {
+        if let Some(id) = row.get(col).filter(|v| !v.is_null()).cloned() {
+            if let Some(owner) = owner_in_sink(sink, parent, &id, 0)? {
+                if owner != user {
+                    tr.skipped_foreign += 1;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    for (col, parent) in spec.nullable_refs {
+        if let Some(id) = row.get(*col).filter(|v| !v.is_null()).cloned() {
+            if let Some(owner) = owner_in_sink(sink, parent, &id, 0)? {
+                if owner != user {
+                    row.insert((*col).to_owned(), Value::Null);
+                    report.foreign_refs_cleared += 1;
+                }
+            }
+        }
+    }
+    if dry {
+        if sink
+            .row_exists(spec, row)
+            .map_err(store(format!("checking a row of {}", spec.name)))?
+        {
+            tr.skipped_existing += 1;
+        } else {
+            tr.inserted += 1;
+        }
+        return Ok(());
+    }
+    match sink
+        .insert_row(spec, row)
+        .map_err(store(format!("inserting into {}", spec.name)))?
+    {
+        InsertOutcome::Inserted => tr.inserted += 1,
+        InsertOutcome::Skipped => tr.skipped_existing += 1,
+    }
+    Ok(())
+}
