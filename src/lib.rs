@@ -29,6 +29,8 @@ pub mod manifest;
 pub mod ndjson;
 pub mod repack;
 pub mod secrets;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod store;
 pub mod tables;
 

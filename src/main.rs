@@ -84,6 +84,75 @@ enum Command {
         #[arg(long, value_parser = ["v1", "v2"], default_value = "v2", requires = "ticket")]
         envelope: String,
     },
+    /// Back up one user of a SQLite database (a Lumiverse one, or one lvbak made) into an archive.
+    Export {
+        /// The database file.
+        #[arg(long)]
+        db: PathBuf,
+        /// The user to export.
+        #[arg(long)]
+        user: String,
+        /// The archive to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Data directory with the files (default: the database's folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only these domains (comma-separated; see `lvbak domains`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Include vector embeddings.
+        #[arg(long)]
+        vectors: bool,
+        /// Include the user's secrets (API keys) in an encrypted envelope;
+        /// the ticket that opens it is written to --ticket-out.
+        #[arg(long, requires = "ticket_out")]
+        secrets: bool,
+        /// Where to write the decryption ticket.
+        #[arg(long, value_name = "TICKET.json")]
+        ticket_out: Option<PathBuf>,
+        /// Envelope for secrets: v2 (default) or v1 (for a Lumiverse server).
+        #[arg(long, value_parser = ["v1", "v2"], default_value = "v2")]
+        envelope: String,
+        /// Same content gives identical bytes: exportedAt 0 and an archive id
+        /// derived from the user id (so two such exports share an id).
+        #[arg(long)]
+        deterministic: bool,
+    },
+    /// Restore an archive into a SQLite database (new or existing) and its data directory.
+    Import {
+        /// The archive.
+        archive: PathBuf,
+        /// The database file (created if absent).
+        #[arg(long)]
+        db: PathBuf,
+        /// The user to restore as (ownership is rewritten to this user).
+        #[arg(long, default_value = "local-user")]
+        user: String,
+        /// Data directory for files (default: the database's folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Plan only: show what would happen, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these domains (comma-separated); their dependencies are pulled in.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Refuse instead of pulling in dependencies of --only.
+        #[arg(long)]
+        no_dependencies: bool,
+        /// Decryption ticket for the secrets.
+        #[arg(long, value_name = "TICKET.json")]
+        ticket: Option<PathBuf>,
+        /// On a ticket that does not fit: cancel the import, or skip the secrets.
+        #[arg(long, value_parser = ["cancel", "skip"], default_value = "cancel")]
+        on_ticket_error: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the domains that --only accepts.
+    Domains,
     /// Make a sample account archive, verify it, inspect it and repack it: a tour in a temp folder.
     Demo {
         /// Where to put the files (default: a new folder under the system temp dir).
@@ -320,6 +389,55 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Demo { dir } => demo(cli, dir.clone()),
+        Command::Domains => {
+            for d in lvbak::domain::DOMAINS {
+                let deps: Vec<&str> = d.depends_on.iter().map(|x| x.as_str()).collect();
+                println!(
+                    "{:<20} {}{}",
+                    d.id.as_str(),
+                    d.title,
+                    if deps.is_empty() { String::new() } else { format!(" (needs {})", deps.join(", ")) }
+                );
+            }
+            Ok(0)
+        }
+        Command::Export {
+            db,
+            user,
+            output,
+            data_dir,
+            only,
+            vectors,
+            secrets,
+            ticket_out,
+            envelope,
+            deterministic,
+        } => cmd_export(cli, db, user, output, data_dir.as_deref(), only, *vectors, *secrets, ticket_out.as_deref(), envelope, *deterministic),
+        Command::Import {
+            archive,
+            db,
+            user,
+            data_dir,
+            dry_run,
+            only,
+            no_dependencies,
+            ticket,
+            on_ticket_error,
+            json,
+        } => {
+            let o = ImportArgs {
+                db,
+                user,
+                data_dir: data_dir.as_deref(),
+                dry_run: *dry_run,
+                only,
+                no_dependencies: *no_dependencies,
+                ticket: ticket.as_deref(),
+                on_ticket_error,
+                json: *json,
+            };
+            cmd_import(cli, archive, &o)
+        }
         Command::Repair {
             input,
             output,
@@ -664,4 +782,262 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", path.display())))?;
     f.write_all(bytes)
         .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+fn parse_domains(only: &[String]) -> Result<Option<std::collections::BTreeSet<lvbak::domain::DomainId>>, Failure> {
+    if only.is_empty() {
+        return Ok(None);
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for d in only {
+        match lvbak::domain::DomainId::parse(d.trim()) {
+            Some(x) => {
+                out.insert(x);
+            }
+            None => return Err(Failure::Invalid(format!("unknown domain {d:?}; `lvbak domains` lists them"))),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn data_dir_for(db: &Path, data_dir: Option<&Path>) -> PathBuf {
+    match data_dir {
+        Some(d) => d.to_owned(),
+        None => db.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".")),
+    }
+}
+
+fn open_store(db: &Path, data_dir: Option<&Path>, user: &str) -> Result<lvbak::sqlite::SqliteStore, Failure> {
+    lvbak::sqlite::SqliteStore::open(db, &data_dir_for(db, data_dir), user).map_err(|e| Failure::Io(format!("{}: {e}", db.display())))
+}
+
+fn engine_failure(e: lvbak::engine::EngineError) -> Failure {
+    use lvbak::engine::EngineError as E;
+    match e {
+        E::Archive(a) => a.into(),
+        E::Secrets(s) => secrets_failure(s),
+        E::Store { .. } => Failure::Io(e.to_string()),
+        other => Failure::Invalid(other.to_string()),
+    }
+}
+
+fn engine_bar(cli: &Cli, what: &str) -> ProgressBar {
+    if cli.quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {elapsed} elapsed, ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_export(
+    cli: &Cli,
+    db: &Path,
+    user: &str,
+    output: &Path,
+    data_dir: Option<&Path>,
+    only: &[String],
+    vectors: bool,
+    secrets: bool,
+    ticket_out: Option<&Path>,
+    envelope: &str,
+    deterministic: bool,
+) -> Result<u8, Failure> {
+    if !db.is_file() {
+        return Err(Failure::Io(format!("{} does not exist", db.display())));
+    }
+    if let Some(t) = ticket_out {
+        if t.exists() {
+            return Err(Failure::Io(format!("{} exists; choose a new path for the ticket", t.display())));
+        }
+    }
+    let mut store = open_store(db, data_dir, user)?;
+    let opts = lvbak::engine::ExportOptions {
+        domains: parse_domains(only)?,
+        include_vectors: vectors,
+        secrets: secrets.then_some(if envelope == "v1" { EnvelopeVersion::V1 } else { EnvelopeVersion::V2 }),
+        write: WriteOptions {
+            deterministic,
+            ..WriteOptions::default()
+        },
+        exported_at: deterministic.then_some(0),
+        archive_id: deterministic.then(|| deterministic_id(user)),
+        ..Default::default()
+    };
+    let pb = engine_bar(cli, "exporting");
+    let cancel = lvbak::engine::CancelToken::new();
+    let res = write_atomically(output, |w| {
+        lvbak::engine::export(&mut store, w, &opts, &mut |p| {
+            pb.set_position(p.rows_done);
+            pb.set_message(format!("exporting {} ({})", p.table.as_deref().unwrap_or(p.phase), indicatif::HumanBytes(p.bytes_done)));
+        }, &cancel)
+        .map_err(|e| match e {
+            lvbak::engine::EngineError::Archive(a) => a,
+            other => ArchiveError::Writer(other.to_string()),
+        })
+    })?;
+    pb.finish_and_clear();
+    if let (Some(t), Some(path)) = (&res.ticket, ticket_out) {
+        write_secret_file(path, &t.to_json())?;
+    }
+    if !cli.quiet {
+        let rows: u64 = res.summary.counts.iter().filter(|(k, _)| !k.starts_with("lancedb:")).map(|(_, n)| n).sum();
+        println!(
+            "exported user {user}: {rows} rows in {} tables, {} files, {} bytes -> {}",
+            res.summary.counts.iter().filter(|(k, _)| !k.starts_with("lancedb:")).count(),
+            res.summary.files.iter().map(|(_, n)| n).sum::<u64>(),
+            res.summary.bytes,
+            output.display()
+        );
+        if !res.missing_files.is_empty() {
+            println!("{} referenced files were missing (listed in the archive's trailer)", res.missing_files.len());
+        }
+        if let (Some(_), Some(path)) = (&res.ticket, ticket_out) {
+            println!("secrets sealed ({envelope}); ticket written to {} (keep it apart from the archive)", path.display());
+        } else if secrets {
+            println!("the user has no stored secrets; no envelope written");
+        }
+    }
+    Ok(0)
+}
+
+struct ImportArgs<'a> {
+    db: &'a Path,
+    user: &'a str,
+    data_dir: Option<&'a Path>,
+    dry_run: bool,
+    only: &'a [String],
+    no_dependencies: bool,
+    ticket: Option<&'a Path>,
+    on_ticket_error: &'a str,
+    json: bool,
+}
+
+fn cmd_import(cli: &Cli, archive: &Path, o: &ImportArgs<'_>) -> Result<u8, Failure> {
+    let mut a = Archive::open(open_file(archive)?, limits(cli))?;
+    let ticket = o.ticket.map(read_ticket).transpose()?;
+    if o.dry_run && !o.db.exists() {
+        // A plan against a database that does not exist yet: plan against an empty one.
+        let mut mem = lvbak::store::memory::MemoryStore::new(o.user);
+        return finish_import(cli, o, &mut a, &mut mem, ticket);
+    }
+    let mut store = open_store(o.db, o.data_dir, o.user)?;
+    finish_import(cli, o, &mut a, &mut store, ticket)
+}
+
+fn finish_import<R: std::io::Read + std::io::Seek, K: lvbak::store::Sink>(
+    cli: &Cli,
+    o: &ImportArgs<'_>,
+    a: &mut Archive<R>,
+    sink: &mut K,
+    ticket: Option<Ticket>,
+) -> Result<u8, Failure> {
+    let opts = lvbak::engine::ImportOptions {
+        domains: parse_domains(o.only)?,
+        pull_dependencies: !o.no_dependencies,
+        ticket,
+        ticket_policy: if o.on_ticket_error == "skip" { lvbak::secrets::TicketPolicy::Skip } else { lvbak::secrets::TicketPolicy::Cancel },
+        dry_run: o.dry_run,
+        now: None,
+    };
+    let pb = engine_bar(cli, "importing");
+    let cancel = lvbak::engine::CancelToken::new();
+    let report = lvbak::engine::import(a, sink, &opts, &mut |p| {
+        pb.set_length(p.rows_total);
+        pb.set_position(p.rows_done);
+        pb.set_message(format!("importing {}", p.table.as_deref().unwrap_or(p.phase)));
+    }, &cancel)
+    .map_err(engine_failure)?;
+    pb.finish_and_clear();
+    if o.json {
+        let tables: serde_json::Map<String, serde_json::Value> = report
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.table.clone(),
+                    json!({"rows": t.rows, "inserted": t.inserted, "skippedExisting": t.skipped_existing, "skippedForeign": t.skipped_foreign, "merged": t.merged, "unchanged": t.unchanged, "ignored": t.ignored}),
+                )
+            })
+            .collect();
+        let files: serde_json::Map<String, serde_json::Value> = report
+            .files
+            .iter()
+            .map(|(b, c)| (b.as_str().to_owned(), json!({"written": c.written, "existing": c.existing, "refused": c.refused, "bytes": c.bytes})))
+            .collect();
+        let v = json!({
+            "dryRun": report.dry_run,
+            "domains": report.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            "closureAdded": report.closure_added.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            "tables": tables,
+            "files": files,
+            "vectors": {"restored": report.vectors.restored, "revectorise": report.vectors.revectorise, "inserted": report.vectors.inserted, "skipped": report.vectors.skipped},
+            "secrets": {"inArchive": report.secrets.in_archive, "restored": report.secrets.restored, "skipped": report.secrets.skipped, "failures": report.secrets.failures, "ticketUses": report.secrets.ticket_uses, "previouslyUsedAt": report.secrets.previously_used_at},
+            "ignoredTables": report.ignored_tables.iter().map(|(t, why)| json!({"table": t, "reason": why})).collect::<Vec<_>>(),
+            "danglingCleared": report.dangling_cleared,
+            "notes": report.notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    if cli.quiet {
+        return Ok(0);
+    }
+    let verb = if report.dry_run { "would insert" } else { "inserted" };
+    let ins: u64 = report.tables.iter().map(|t| t.inserted).sum();
+    let skipped: u64 = report.tables.iter().map(|t| t.skipped_existing).sum();
+    let foreign: u64 = report.tables.iter().map(|t| t.skipped_foreign).sum();
+    let merged: u64 = report.tables.iter().map(|t| t.merged).sum();
+    println!(
+        "{}{verb} {ins} rows in {} tables ({skipped} already there, {merged} settings merged{})",
+        if report.dry_run { "dry run: " } else { "" },
+        report.tables.iter().filter(|t| t.inserted > 0).count(),
+        if foreign > 0 { format!(", {foreign} refused: they would attach to another user's data") } else { String::new() }
+    );
+    if !report.closure_added.is_empty() {
+        println!("pulled in for --only: {}", report.closure_added.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    let written: u64 = report.files.values().map(|c| c.written).sum();
+    let existing: u64 = report.files.values().map(|c| c.existing).sum();
+    println!("files: {written} {}, {existing} already present", if report.dry_run { "to write" } else { "written" });
+    if report.vectors.restored {
+        println!("vectors: {} restored", report.vectors.inserted);
+    } else if report.vectors.revectorise {
+        println!("vectors: embedding configuration differs; chunks marked for re-vectorisation");
+    }
+    if !report.secrets.restored.is_empty() {
+        println!("secrets: {} {}", report.secrets.restored.len(), if report.dry_run { "would be restored" } else { "restored" });
+    }
+    if let Some(why) = &report.secrets.skipped {
+        println!("secrets skipped: {why}");
+    }
+    if let Some(n) = report.secrets.ticket_uses.filter(|n| *n > 1) {
+        println!("note: this ticket has now been used {n} times");
+    }
+    for (t, why) in &report.ignored_tables {
+        println!("not imported: {t} ({why})");
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    if !report.dry_run {
+        println!("If a Lumiverse server uses this database, restart it: it caches settings, memory cortex configuration and vector handles.");
+    }
+    Ok(0)
+}
+
+/// A UUID-v4-shaped id derived from the user id, for deterministic exports.
+fn deterministic_id(user: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("lvbak deterministic archive id\0{user}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
 }

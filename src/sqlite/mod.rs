@@ -1,0 +1,619 @@
+//! The embedded SQLite [`Source`] and [`Sink`] (feature `sqlite`).
+//!
+//! Works against a real Lumiverse database (tables and columns discovered
+//! with `PRAGMA table_info`; archive columns the schema lacks are dropped,
+//! as the server does) and against a new or empty file (tables created from
+//! lvbak's table list and primary keys, with the columns the archive's rows
+//! carry). Files live in a data directory laid out like the server's
+//! (FORMAT.md §13.3); secrets are encrypted at rest with the instance's
+//! identity file, like the server's.
+//!
+//! An import is one transaction (`BEGIN IMMEDIATE`); files are written to a
+//! staging folder inside the data directory and moved into place only at
+//! commit, so a failed or cancelled import leaves database and files as
+//! they were.
+
+pub mod identity;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use serde_json::{Number, Value};
+
+use crate::domain::{self, Owner, TableSpec};
+use crate::envelope::{Secret, SecretSet};
+use crate::manifest::EmbeddingConfig;
+use crate::store::{InsertOutcome, RowMap, Sink, Source, StoreError, StorePath};
+use identity::Identity;
+
+fn sql(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::with_source(context.to_owned(), e)
+}
+
+fn q(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Names of the plain tables lvbak keeps vectors in (LanceDB is not
+/// reachable from here; a Lumiverse instance keeps its vectors there).
+pub fn vector_table_name(t: &str) -> String {
+    format!("lvbak_vectors_{t}")
+}
+
+/// A SQLite database plus its data directory, acting for one user.
+pub struct SqliteStore {
+    conn: Connection,
+    data_dir: PathBuf,
+    user: String,
+    identity: Option<Identity>,
+    columns: HashMap<String, Vec<String>>,
+    live: bool,
+    staging: Option<PathBuf>,
+    staged: Vec<(PathBuf, PathBuf)>,
+    staged_set: HashSet<String>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("data_dir", &self.data_dir)
+            .field("user", &self.user)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) `db`, with files under `data_dir`, acting for `user`.
+    /// The identity file is read from `data_dir` when present (and created
+    /// there, like the server does, when secrets are first written).
+    pub fn open(db: &Path, data_dir: &Path, user: &str) -> Result<SqliteStore, StoreError> {
+        if !crate::store::safe_relative(user) || user.contains('/') {
+            return Err(StoreError::new(format!("user id {user:?} is not usable as a folder name")));
+        }
+        fs::create_dir_all(data_dir)?;
+        let conn = Connection::open(db).map_err(sql("opening the database"))?;
+        conn.busy_timeout(std::time::Duration::from_millis(5000)).map_err(sql("setting busy_timeout"))?;
+        let live: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_migrations'", [], |r| r.get::<_, i64>(0))
+            .map_err(sql("reading the schema"))?
+            > 0;
+        if !live {
+            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(sql("setting pragmas"))?;
+        }
+        let identity = match fs::read(data_dir.join(identity::IDENTITY_FILE)) {
+            Ok(b) => Some(Identity::parse(&b).map_err(|e| StoreError::with_source("reading the identity file", e))?),
+            Err(_) => None,
+        };
+        Ok(SqliteStore {
+            conn,
+            data_dir: data_dir.to_owned(),
+            user: user.to_owned(),
+            identity,
+            columns: HashMap::new(),
+            live,
+            staging: None,
+            staged: Vec::new(),
+            staged_set: HashSet::new(),
+        })
+    }
+
+    /// Whether this looks like a Lumiverse server database (has `_migrations`).
+    pub fn is_lumiverse_database(&self) -> bool {
+        self.live
+    }
+
+    /// The underlying connection (for hosts and tests).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn table_columns(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(c) = self.columns.get(table) {
+            return Ok(c.clone());
+        }
+        let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", q(table))).map_err(sql("reading table_info"))?;
+        let cols: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(sql("reading table_info"))?
+            .collect::<Result<_, _>>()
+            .map_err(sql("reading table_info"))?;
+        drop(stmt);
+        if !cols.is_empty() {
+            self.columns.insert(table.to_owned(), cols.clone());
+        }
+        Ok(cols)
+    }
+
+    fn ensure_table(&mut self, table: &str, pk: &[&str], row: &RowMap) -> Result<Vec<String>, StoreError> {
+        let mut cols = self.table_columns(table)?;
+        if cols.is_empty() {
+            let mut defs: Vec<String> = Vec::new();
+            for c in pk {
+                defs.push(q(c));
+            }
+            for k in row.keys() {
+                if !pk.contains(&k.as_str()) {
+                    defs.push(q(k));
+                }
+            }
+            let sql_text = format!("CREATE TABLE {} ({}, PRIMARY KEY ({}))", q(table), defs.join(", "), pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "));
+            self.conn.execute(&sql_text, []).map_err(sql("creating a table"))?;
+            self.columns.remove(table);
+            cols = self.table_columns(table)?;
+        } else if !self.live {
+            let missing: Vec<String> = row.keys().filter(|k| !cols.contains(k)).cloned().collect();
+            for k in missing {
+                self.conn.execute(&format!("ALTER TABLE {} ADD COLUMN {}", q(table), q(&k)), []).map_err(sql("adding a column"))?;
+            }
+            self.columns.remove(table);
+            cols = self.table_columns(table)?;
+        }
+        Ok(cols)
+    }
+
+    fn owner_filter(&self, spec: &TableSpec) -> String {
+        match spec.owner {
+            Owner::User => "user_id = ?1".to_owned(),
+            Owner::Installer => "installed_by_user_id = ?1 AND install_scope = 'user'".to_owned(),
+            Owner::Via { column, parent } => format!("{} IN (SELECT id FROM {} WHERE user_id = ?1)", q(column), q(parent)),
+        }
+    }
+
+    fn path(&self, p: &StorePath) -> PathBuf {
+        let mut out = self.data_dir.clone();
+        for seg in p.as_str().split('/') {
+            out.push(seg);
+        }
+        out
+    }
+
+    fn ensure_meta(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS import_consumed_tickets (archive_id TEXT PRIMARY KEY, consumed_at INTEGER NOT NULL, user_id TEXT, uses INTEGER NOT NULL DEFAULT 1);
+                 CREATE TABLE IF NOT EXISTS secrets (key TEXT NOT NULL, encrypted_value TEXT NOT NULL, iv TEXT NOT NULL, tag TEXT NOT NULL, updated_at INTEGER, user_id TEXT NOT NULL, PRIMARY KEY (key, user_id));",
+            )
+            .map_err(sql("creating lvbak's tables"))
+    }
+
+    fn identity(&mut self) -> Result<&Identity, StoreError> {
+        if self.identity.is_none() {
+            let id = Identity::load_or_create(&self.data_dir).map_err(|e| StoreError::with_source("loading the identity file", e))?;
+            self.identity = Some(id);
+        }
+        self.identity.as_ref().ok_or_else(|| StoreError::new("no identity"))
+    }
+}
+
+fn to_json(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => {
+            if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+                Value::from(f as i64)
+            } else {
+                Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+            }
+        }
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::String(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)),
+    }
+}
+
+fn to_sql(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => SqlValue::Integer(i),
+            (None, Some(f)) => SqlValue::Real(f),
+            _ => SqlValue::Text(n.to_string()),
+        },
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+impl SqliteStore {
+    fn scan_query(&mut self, query: &str, params: &[&dyn rusqlite::ToSql], f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(query).map_err(sql("preparing a read"))?;
+        let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let mut rows = stmt.query(params).map_err(sql("reading rows"))?;
+        while let Some(r) = rows.next().map_err(sql("reading rows"))? {
+            let mut m = RowMap::new();
+            for (i, n) in names.iter().enumerate() {
+                m.insert(n.clone(), to_json(r.get_ref(i).map_err(sql("reading a value"))?));
+            }
+            f(m)?;
+        }
+        Ok(())
+    }
+}
+
+impl Source for SqliteStore {
+    fn user_id(&self) -> &str {
+        &self.user
+    }
+
+    fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
+        Ok(!self.table_columns(table)?.is_empty())
+    }
+
+    fn scan_rows(&mut self, spec: &TableSpec, f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let query = format!("SELECT * FROM {} WHERE {}", q(spec.name), self.owner_filter(spec));
+        let user = self.user.clone();
+        self.scan_query(&query, &[&user], f)
+    }
+
+    fn open_file(&mut self, path: &StorePath) -> Result<Option<Box<dyn Read + '_>>, StoreError> {
+        match fs::File::open(self.path(path)) {
+            Ok(f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => Ok(Some(Box::new(std::io::BufReader::with_capacity(256 * 1024, f)))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn scan_vectors(&mut self, table: &str, f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let t = vector_table_name(table);
+        if self.table_columns(&t)?.is_empty() {
+            return Ok(());
+        }
+        let query = format!(
+            "SELECT id, source_type, source_id, owner_id, chunk_index, content, metadata_json, updated_at, vector_b64 FROM {} WHERE user_id = ?1 ORDER BY id",
+            q(&t)
+        );
+        let user = self.user.clone();
+        self.scan_query(&query, &[&user], f)
+    }
+
+    fn secrets(&mut self) -> Result<SecretSet, StoreError> {
+        if self.table_columns("secrets")?.is_empty() {
+            return Ok(SecretSet::new());
+        }
+        let mut rows: Vec<(String, String, String, String)> = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT key, encrypted_value, iv, tag FROM secrets WHERE user_id = ?1 ORDER BY key")
+                .map_err(sql("reading secrets"))?;
+            let it = stmt
+                .query_map([&self.user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(sql("reading secrets"))?;
+            for r in it {
+                rows.push(r.map_err(sql("reading secrets"))?);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(SecretSet::new());
+        }
+        let Some(id) = self.identity.as_ref() else {
+            return Err(StoreError::new(format!(
+                "the user has {} stored secrets but {} is missing: secrets cannot be decrypted without the instance identity",
+                rows.len(),
+                self.data_dir.join(identity::IDENTITY_FILE).display()
+            )));
+        };
+        let mut set = SecretSet::new();
+        for (k, v, iv, tag) in rows {
+            let value = id.decrypt(&k, &v, &iv, &tag).map_err(|e| StoreError::with_source("decrypting a secret", e))?;
+            set.push(Secret::new(k, value.to_string()));
+        }
+        Ok(set)
+    }
+
+    fn embedding_config(&mut self) -> Result<EmbeddingConfig, StoreError> {
+        let v = Sink::get_setting(self, "embeddingConfig")?;
+        let Some(v) = v.and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+            return Ok(EmbeddingConfig {
+                provider: Some("openai-compatible".into()),
+                model: None,
+                dimension: None,
+            });
+        };
+        Ok(EmbeddingConfig {
+            provider: v.get("provider").and_then(Value::as_str).map(str::to_owned).or(Some("openai-compatible".into())),
+            model: v.get("model").and_then(Value::as_str).map(str::to_owned),
+            dimension: v.get("dimensions").and_then(Value::as_u64),
+        })
+    }
+}
+
+impl Sink for SqliteStore {
+    fn user_id(&self) -> &str {
+        &self.user
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.staging.is_some() {
+            return Err(StoreError::new("a transaction is already open"));
+        }
+        self.ensure_meta()?;
+        // Like the server, references are not enforced while rows arrive in
+        // an order that may put a child before its parent.
+        self.conn.execute_batch("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;").map_err(sql("starting the transaction"))?;
+        let staging = self.data_dir.join(format!(".lvbak-staging-{}", std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
+        self.staging = Some(staging);
+        self.staged.clear();
+        self.staged_set.clear();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let Some(staging) = self.staging.take() else {
+            return Err(StoreError::new("commit without begin"));
+        };
+        // Move staged files into place (exclusively), then commit the rows.
+        let mut placed: Vec<PathBuf> = Vec::new();
+        let mut failure: Option<StoreError> = None;
+        for (tmp, dest) in std::mem::take(&mut self.staged) {
+            if let Some(parent) = dest.parent() {
+                if let Err(e) = fs::create_dir_all(parent) {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+            if dest.exists() {
+                continue; // an existing file wins
+            }
+            match fs::rename(&tmp, &dest) {
+                Ok(()) => placed.push(dest),
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            if let Err(e) = self.conn.execute_batch("COMMIT; PRAGMA foreign_keys=ON;") {
+                failure = Some(StoreError::with_source("committing", e));
+            }
+        }
+        let _ = fs::remove_dir_all(&staging);
+        if let Some(f) = failure {
+            for p in placed {
+                let _ = fs::remove_file(p);
+            }
+            let _ = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+            self.columns.clear();
+            return Err(f);
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        let staging = self.staging.take();
+        self.staged.clear();
+        self.staged_set.clear();
+        self.columns.clear();
+        let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+        if let Some(s) = staging {
+            let _ = fs::remove_dir_all(s);
+        }
+        r.map_err(sql("rolling back"))
+    }
+
+    fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
+        // A new database takes every table; a Lumiverse one only those it has.
+        Ok(!self.live || !self.table_columns(table)?.is_empty())
+    }
+
+    fn get_row(&mut self, table: &str, pk: &str, id: &Value) -> Result<Option<RowMap>, StoreError> {
+        let cols = self.table_columns(table)?;
+        if cols.is_empty() || !cols.iter().any(|c| c == pk) {
+            return Ok(None);
+        }
+        let query = format!("SELECT * FROM {} WHERE {} = ?1", q(table), q(pk));
+        let mut out = None;
+        self.scan_query(&query, &[&to_sql(id)], &mut |r| {
+            out = Some(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn row_exists(&mut self, spec: &TableSpec, row: &RowMap) -> Result<bool, StoreError> {
+        let cols = self.table_columns(spec.name)?;
+        if cols.is_empty() {
+            return Ok(false);
+        }
+        let cond: Vec<String> = spec.pk.iter().enumerate().map(|(i, c)| format!("{} IS ?{}", q(c), i + 1)).collect();
+        let query = format!("SELECT 1 FROM {} WHERE {}", q(spec.name), cond.join(" AND "));
+        let params: Vec<SqlValue> = spec.pk.iter().map(|c| row.get(*c).map(to_sql).unwrap_or(SqlValue::Null)).collect();
+        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("checking a row"))?;
+        let found = stmt.query_row(params_from_iter(params), |_| Ok(())).optional().map_err(sql("checking a row"))?;
+        Ok(found.is_some())
+    }
+
+    fn insert_row(&mut self, spec: &TableSpec, row: &RowMap) -> Result<InsertOutcome, StoreError> {
+        let cols = self.ensure_table(spec.name, spec.pk, row)?;
+        // Columns the schema lacks are dropped, as the server does.
+        let used: Vec<(&String, &Value)> = row.iter().filter(|(k, _)| cols.contains(k)).collect();
+        if used.is_empty() {
+            return Ok(InsertOutcome::Skipped);
+        }
+        let query = format!(
+            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+            q(spec.name),
+            used.iter().map(|(k, _)| q(k)).collect::<Vec<_>>().join(", "),
+            (1..=used.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("preparing an insert"))?;
+        let n = stmt
+            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
+            .map_err(|e| StoreError::with_source(format!("inserting into {}", spec.name), e))?;
+        Ok(if n == 1 { InsertOutcome::Inserted } else { InsertOutcome::Skipped })
+    }
+
+    fn set_column(&mut self, table: &str, id: &str, column: &str, value: Value) -> Result<bool, StoreError> {
+        let Some(spec) = domain::table(table) else { return Ok(false) };
+        let cols = self.table_columns(table)?;
+        if !cols.iter().any(|c| c == column) {
+            return Ok(false);
+        }
+        let query = format!("UPDATE {} SET {} = ?2 WHERE id = ?3 AND {}", q(table), q(column), self.owner_filter(spec));
+        let n = self
+            .conn
+            .execute(&query, rusqlite::params![self.user, to_sql(&value), id])
+            .map_err(sql("updating a column"))?;
+        Ok(n > 0)
+    }
+
+    fn get_setting(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        if self.table_columns("settings")?.is_empty() {
+            return Ok(None);
+        }
+        self.conn
+            .query_row("SELECT value FROM settings WHERE key = ?1 AND user_id = ?2", [key, &self.user], |r| {
+                Ok(to_json(r.get_ref(0)?))
+            })
+            .optional()
+            .map(|v| v.map(|v| domain::setting_text(&v)))
+            .map_err(sql("reading a setting"))
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str, updated_at: i64) -> Result<(), StoreError> {
+        let mut row = RowMap::new();
+        row.insert("key".into(), key.into());
+        row.insert("value".into(), value.into());
+        row.insert("updated_at".into(), updated_at.into());
+        row.insert("user_id".into(), self.user.clone().into());
+        self.ensure_table("settings", &["key", "user_id"], &row)?;
+        self.conn
+            .execute(
+                "INSERT INTO settings (key, value, updated_at, user_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key, user_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                rusqlite::params![key, value, updated_at, self.user],
+            )
+            .map_err(sql("writing a setting"))?;
+        Ok(())
+    }
+
+    fn clear_dangling(&mut self, spec: &TableSpec, column: &str, parent: &str) -> Result<u64, StoreError> {
+        let cols = self.table_columns(spec.name)?;
+        if !cols.iter().any(|c| c == column) {
+            return Ok(0);
+        }
+        let parent_exists = !self.table_columns(parent)?.is_empty();
+        let missing = if parent_exists { format!("NOT IN (SELECT id FROM {})", q(parent)) } else { "IS NOT NULL".into() };
+        let query = format!(
+            "UPDATE {} SET {c} = NULL WHERE {c} IS NOT NULL AND {c} {missing} AND {}",
+            q(spec.name),
+            self.owner_filter(spec),
+            c = q(column)
+        );
+        let n = self.conn.execute(&query, [&self.user]).map_err(sql("clearing dangling references"))?;
+        Ok(n as u64)
+    }
+
+    fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError> {
+        Ok(self.path(path).exists() || self.staged_set.contains(path.as_str()))
+    }
+
+    fn write_file(&mut self, path: &StorePath, data: &mut dyn Read) -> Result<bool, StoreError> {
+        if self.file_exists(path)? {
+            return Ok(false);
+        }
+        let Some(staging) = self.staging.clone() else {
+            return Err(StoreError::new("write_file outside a transaction"));
+        };
+        let tmp = staging.join(format!("{}", self.staged.len()));
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        std::io::copy(data, &mut f)?;
+        f.sync_all()?;
+        let dest = self.path(path);
+        if !dest.starts_with(&self.data_dir) {
+            return Err(StoreError::new(format!("{path} would leave the data directory")));
+        }
+        self.staged.push((tmp, dest));
+        self.staged_set.insert(path.as_str().to_owned());
+        Ok(true)
+    }
+
+    fn embedding_config(&mut self) -> Result<EmbeddingConfig, StoreError> {
+        Source::embedding_config(self)
+    }
+
+    fn insert_vector(&mut self, table: &str, row: &RowMap) -> Result<InsertOutcome, StoreError> {
+        let t = vector_table_name(table);
+        let mut full = RowMap::new();
+        for k in ["id", "user_id", "source_type", "source_id", "owner_id", "chunk_index", "content", "metadata_json", "updated_at", "vector_b64"] {
+            full.insert(k.into(), row.get(k).cloned().unwrap_or(Value::Null));
+        }
+        let cols = self.ensure_table(&t, &["id"], &full)?;
+        let used: Vec<(&String, &Value)> = full.iter().filter(|(k, _)| cols.contains(k)).collect();
+        let query = format!(
+            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+            q(&t),
+            used.iter().map(|(k, _)| q(k)).collect::<Vec<_>>().join(", "),
+            (1..=used.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("preparing a vector insert"))?;
+        let n = stmt.execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v)))).map_err(sql("inserting a vector"))?;
+        Ok(if n == 1 { InsertOutcome::Inserted } else { InsertOutcome::Skipped })
+    }
+
+    fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
+        for (table, set) in [
+            ("chat_chunks", "vectorized_at = NULL, vector_model = NULL"),
+            ("databank_chunks", "vectorized_at = NULL, vector_model = NULL"),
+            ("memory_consolidations", "vectorized_at = NULL, vector_model = NULL"),
+            ("world_book_entries", "vectorized = 0, vector_index_status = 'not_enabled'"),
+        ] {
+            let Some(spec) = domain::table(table) else { continue };
+            let cols = self.table_columns(table)?;
+            let needed: Vec<&str> = set.split(',').filter_map(|p| p.split('=').next()).map(str::trim).collect();
+            if cols.is_empty() || !needed.iter().all(|c| cols.iter().any(|x| x == c)) {
+                continue;
+            }
+            let query = format!("UPDATE {} SET {set} WHERE {}", q(table), self.owner_filter(spec));
+            self.conn.execute(&query, [&self.user]).map_err(sql("marking chunks for re-vectorisation"))?;
+        }
+        Ok(())
+    }
+
+    fn put_secret(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (v, iv, tag) = self.identity()?.encrypt(value).map_err(|e| StoreError::with_source("encrypting a secret", e))?;
+        self.conn
+            .execute(
+                "INSERT INTO secrets (key, encrypted_value, iv, tag, updated_at, user_id) VALUES (?1, ?2, ?3, ?4, unixepoch(), ?5)
+                 ON CONFLICT(key, user_id) DO UPDATE SET encrypted_value = excluded.encrypted_value, iv = excluded.iv, tag = excluded.tag, updated_at = excluded.updated_at",
+                rusqlite::params![key, v, iv, tag, self.user],
+            )
+            .map_err(sql("storing a secret"))?;
+        Ok(())
+    }
+
+    fn consume_ticket(&mut self, archive_id: &str, _fingerprint: &str, at: i64) -> Result<(u64, Option<i64>), StoreError> {
+        let prev: Option<(i64, i64)> = self
+            .conn
+            .query_row("SELECT uses, consumed_at FROM import_consumed_tickets WHERE archive_id = ?1", [archive_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql("reading ticket uses"))?;
+        self.conn
+            .execute(
+                "INSERT INTO import_consumed_tickets (archive_id, consumed_at, user_id, uses) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(archive_id) DO UPDATE SET consumed_at = excluded.consumed_at, user_id = excluded.user_id, uses = uses + 1",
+                rusqlite::params![archive_id, at, self.user],
+            )
+            .map_err(sql("recording the ticket"))?;
+        Ok(match prev {
+            Some((uses, when)) => (uses as u64 + 1, Some(when)),
+            None => (1, None),
+        })
+    }
+}

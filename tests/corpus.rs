@@ -1,0 +1,189 @@
+//! Runs the hostile corpus (`tests/corpus/`): every case must reach its
+//! expected verdict without panicking, within a time guard and a heap
+//! bound; and the conformance kit's `cases.json` must match the generator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[path = "corpus/mod.rs"]
+mod corpus;
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(l.size(), Relaxed) + l.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        CURRENT.fetch_sub(l.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            if new > l.size() {
+                let now = CURRENT.fetch_add(new - l.size(), Relaxed) + (new - l.size());
+                PEAK.fetch_max(now, Relaxed);
+            } else {
+                CURRENT.fetch_sub(l.size() - new, Relaxed);
+            }
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Tests in this file run one at a time so the heap peak is one case's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const HEAP_LIMIT: usize = 64 << 20;
+const TIME_LIMIT: Duration = Duration::from_secs(1);
+
+#[test]
+fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cases = corpus::cases();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let base = CURRENT.load(Relaxed);
+        PEAK.store(base, Relaxed);
+        let start = Instant::now();
+        let got = std::panic::catch_unwind(|| corpus::verdict(case));
+        let took = start.elapsed();
+        let heap = PEAK.load(Relaxed).saturating_sub(base);
+        let got = match got {
+            Ok(v) => v,
+            Err(_) => {
+                failures.push(format!("{}: PANIC", case.name));
+                continue;
+            }
+        };
+        let got_code = got.as_ref().err().cloned();
+        let want = case.expect.code().map(str::to_owned);
+        eprintln!(
+            "{:<40} {:<45} {:>6} ms {:>6} KiB",
+            case.name,
+            got_code.as_deref().unwrap_or("accept"),
+            took.as_millis(),
+            heap / 1024
+        );
+        if got_code != want {
+            failures.push(format!(
+                "{}: expected {}, got {}",
+                case.name,
+                want.as_deref().unwrap_or("accept"),
+                got_code.as_deref().unwrap_or("accept")
+            ));
+        }
+        if took > TIME_LIMIT {
+            failures.push(format!("{}: took {took:?}", case.name));
+        }
+        if heap > HEAP_LIMIT {
+            failures.push(format!("{}: peak heap {} KiB", case.name, heap / 1024));
+        }
+        // Deep verification agrees: a problem exactly when the read path
+        // found one, with the same coarse code among its problems.
+        let report = lvbak::archive::verify(
+            std::io::Cursor::new(&case.archive[..]),
+            lvbak::Limits::default(),
+            lvbak::archive::Depth::Deep,
+        );
+        let read = corpus::read_path(&case.archive, None);
+        match (&read, report.is_ok()) {
+            (Ok(()), _) => {}
+            (Err(code), true) => {
+                failures.push(format!("{}: read path {code} but verify is clean", case.name))
+            }
+            (Err(code), false) => {
+                let coarse = coarse(code);
+                if !report.problems.iter().any(|p| p.code == coarse) {
+                    failures.push(format!(
+                        "{}: read path {code}, verify found {:?}",
+                        case.name,
+                        report.problems.iter().map(|p| p.code).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(cases.len() >= 100, "only {} cases", cases.len());
+}
+
+/// `ArchiveError::code()` from a refined code.
+fn coarse(code: &str) -> &str {
+    let head = code.split('.').next().unwrap_or(code);
+    match head {
+        "limit" | "bad_name" | "bad_manifest" | "bad_line" | "container" => head,
+        other => other,
+    }
+}
+
+#[test]
+fn the_bomb_stream_inflates_to_zeros() {
+    use std::io::Read;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = corpus::bomb::zeros_stream(1000);
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&s[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out.len(), 1 + 258 * 1000);
+    assert!(out.iter().all(|&b| b == 0));
+    // The big one: 1 GiB from about 1 MiB; check its first 8 MiB.
+    let big = corpus::bomb::zeros_stream(4_161_790);
+    assert!(big.len() < (1 << 20) + 1024, "{}", big.len());
+    let mut head = vec![0u8; 8 << 20];
+    flate2::read::DeflateDecoder::new(&big[..])
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(head.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn cases_are_deterministic_and_named_uniquely() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = corpus::cases();
+    let b = corpus::cases();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.name, y.name);
+        assert!(x.archive == y.archive, "{} is not deterministic", x.name);
+        assert!(
+            x.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{}",
+            x.name
+        );
+        if !x.large {
+            assert!(x.archive.len() <= 100 * 1024, "{} is {} bytes", x.name, x.archive.len());
+        }
+    }
+}
+
+#[test]
+fn conformance_manifest_is_in_sync_with_the_generator() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/conformance/cases.json");
+    let want = corpus::cases_json(&corpus::cases());
+    if std::env::var_os("LVBAK_BLESS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let got = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "spec/conformance/cases.json is out of date: run `LVBAK_BLESS=1 cargo test --test corpus conformance` or `cargo run --example conformance`"
+    );
+}
