@@ -114,6 +114,10 @@ enum Command {
         /// Envelope for secrets: v2 (default) or v1 (for a Lumiverse server).
         #[arg(long, value_parser = ["v1", "v2"], default_value = "v2")]
         envelope: String,
+        /// Allow rows over 4 MiB (up to 64 MiB) by writing a legacy manifest
+        /// without ndjsonFormatVersion; the Lumiverse server still reads it.
+        #[arg(long)]
+        large_rows: bool,
         /// Same content gives identical bytes: exportedAt 0 and an archive id
         /// derived from the user id (so two such exports share an id).
         #[arg(long)]
@@ -368,7 +372,9 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 },
                 secrets,
             };
-            let s = write_atomically(output, |w| lvbak::repack::repack(&mut a, w, &opts))?;
+            let s = write_atomically(output, |w| {
+                lvbak::repack::repack(&mut a, w, &opts).map_err(Failure::from)
+            })?;
             if let Some((path, bytes)) = new_ticket_json {
                 write_secret_file(&path, &bytes)?;
                 if !cli.quiet {
@@ -396,7 +402,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                     "{:<20} {}{}",
                     d.id.as_str(),
                     d.title,
-                    if deps.is_empty() { String::new() } else { format!(" (needs {})", deps.join(", ")) }
+                    if deps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (needs {})", deps.join(", "))
+                    }
                 );
             }
             Ok(0)
@@ -411,8 +421,19 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             secrets,
             ticket_out,
             envelope,
+            large_rows,
             deterministic,
-        } => cmd_export(cli, db, user, output, data_dir.as_deref(), only, *vectors, *secrets, ticket_out.as_deref(), envelope, *deterministic),
+        } => cmd_export(
+            cli,
+            db,
+            user,
+            output,
+            data_dir.as_deref(),
+            only,
+            (*vectors, *secrets, *large_rows, *deterministic),
+            ticket_out.as_deref(),
+            envelope,
+        ),
         Command::Import {
             archive,
             db,
@@ -453,7 +474,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             };
             let mut fixed = Vec::new();
             let s = write_atomically(output, |w| {
-                let (w, s, r) = lvbak::repack::repair(&mut a, w, &opts)?;
+                let (w, s, r) = lvbak::repack::repair(&mut a, w, &opts).map_err(Failure::from)?;
                 fixed = r;
                 Ok((w, s))
             })?;
@@ -486,7 +507,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
 /// failed run never leaves a half-written archive under the final name.
 fn write_atomically<T>(
     path: &Path,
-    f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), ArchiveError>,
+    f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Failure>,
 ) -> Result<T, Failure> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
@@ -505,7 +526,7 @@ fn write_atomically<T>(
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(e.into())
+            Err(e)
         }
     }
 }
@@ -571,132 +592,343 @@ fn print_summary(v: &serde_json::Value) {
 }
 
 fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
+    use lvbak::store::{Sink, StorePath};
     let dir = dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("lvbak-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
-    let archive_path = dir.join("demo-account.lvbak");
-    let id = "d3m0d3m0-0000-4000-8000-000000000001".replace("d3m0d3m0", "0de30de3");
-    let mut manifest = lvbak::Manifest::new(&id, 1_795_000_000);
-    manifest.include_vectors = true;
-    manifest.embedding_config.provider = Some("openai-compatible".into());
-    manifest.embedding_config.model = Some("demo-embed".into());
-    manifest.embedding_config.dimension = Some(4);
-    manifest.sync_raw();
-    let opts = WriteOptions {
-        deterministic: true,
-        ..WriteOptions::default()
-    };
-    let summary = write_atomically(&archive_path, |out| {
-        let mut w = lvbak::ArchiveWriter::new(out, &manifest, opts.clone())?;
-        for (n, table) in lvbak::tables::EXPORT_ORDER.iter().enumerate() {
-            let mut t = w.table(table)?;
-            let rows = if *table == "messages" { 200 } else { 1 + n % 3 };
-            for i in 0..rows {
-                let row = json!({
-                    "id": format!("{table}-{i}"),
-                    "user_id": "demo-user",
-                    "name": format!("Sample {table} #{i} — ünïcödé ✓"),
-                    "metadata": "{\"demo\":true}",
-                    "created_at": 1_795_000_000 + i as u64,
-                });
-                t.write_row(&row.to_string())?;
-            }
-            t.finish()?;
-        }
-        let img = "0de30de3-0000-4000-8000-00000000000a";
-        w.add_file(
-            lvbak::Bucket::Images,
-            &format!("{img}.png"),
-            &b"\x89PNG\r\n\x1a\n demo image"[..],
-        )?;
-        w.add_file(
-            lvbak::Bucket::Thumbnails,
-            &format!("{img}_thumb_sm_v2.webp"),
-            &b"RIFF....WEBP"[..],
-        )?;
-        w.add_file(
-            lvbak::Bucket::Avatars,
-            "demo-avatar.png",
-            &b"\x89PNG\r\n\x1a\n avatar"[..],
-        )?;
-        w.add_file(
-            lvbak::Bucket::Databank,
-            "doc-1__notes.txt",
-            &b"databank notes"[..],
-        )?;
-        w.add_file(
-            lvbak::Bucket::ThemeAssets,
-            "bundle-1/style.css",
-            &b"body{}"[..],
-        )?;
-        w.add_file(
-            lvbak::Bucket::NotificationSounds,
-            "completion.ogg",
-            &b"OggS demo"[..],
-        )?;
-        let mut v = w.vector_table("embeddings")?;
-        v.write_row(r#"{"id":"demo-user:chat_chunk:c1:0","source_type":"chat_chunk","source_id":"c1","owner_id":"chats-0","chunk_index":0,"metadata_json":"{}","updated_at":1795000000,"vector_b64":"AACAPwAAAEAAAEBAAACAQA=="}"#)?;
-        v.finish()?;
-        w.add_missing_file("images/0de30de3-0000-4000-8000-00000000000a_thumb_lg_v2.webp");
-        w.finish()
-    })?;
     let say = |s: String| {
         if !cli.quiet {
             println!("{s}");
         }
     };
+    let src_dir = dir.join("source");
+    let dst_dir = dir.join("restored");
+    let src_db = src_dir.join("lumiverse.db");
+    let dst_db = dst_dir.join("lumiverse.db");
+    for p in [&src_db, &dst_db] {
+        if p.exists() {
+            return Err(Failure::Io(format!(
+                "{} exists; run the demo in an empty folder",
+                p.display()
+            )));
+        }
+    }
+    let user = "demo-user";
+    let st = |e: lvbak::store::StoreError| Failure::Io(e.to_string());
+
+    // 1. A sample account in a new SQLite database.
+    let mut src = open_store(&src_db, Some(&src_dir), user)?;
+    src.begin().map_err(st)?;
+    let rows = demo_rows(user);
+    let mut n_rows = 0;
+    for (table, row) in &rows {
+        if let (Some(spec), Some(obj)) = (lvbak::domain::table(table), row.as_object()) {
+            src.insert_row(spec, obj).map_err(st)?;
+            n_rows += 1;
+        }
+    }
+    src.put_setting(
+        "theme",
+        r##"{"mode":"dark","accent":"#7c5cff"}"##,
+        1_795_000_000,
+    )
+    .map_err(st)?;
+    src.put_setting(
+        "embeddingConfig",
+        r#"{"enabled":true,"provider":"openai-compatible","model":"demo-embed","dimensions":4}"#,
+        1_795_000_000,
+    )
+    .map_err(st)?;
+    let img = "0de30de3-0000-4000-8000-00000000000a";
+    let files: [(lvbak::Bucket, String, &[u8]); 7] = [
+        (
+            lvbak::Bucket::Images,
+            format!("{img}.png"),
+            b"\x89PNG\r\n\x1a\n demo image",
+        ),
+        (
+            lvbak::Bucket::Thumbnails,
+            format!("{img}_thumb_sm_v2.webp"),
+            b"RIFF\x10\0\0\0WEBPVP8 small",
+        ),
+        (
+            lvbak::Bucket::Avatars,
+            format!("{img}.png"),
+            b"\x89PNG\r\n\x1a\n avatar",
+        ),
+        (
+            lvbak::Bucket::Databank,
+            "lore/notes.md".to_owned(),
+            b"# Lore\nThe lantern river.\n",
+        ),
+        (
+            lvbak::Bucket::ThemeAssets,
+            "bundle-1/style.css".to_owned(),
+            b"body { color: #eee }",
+        ),
+        (
+            lvbak::Bucket::ThemeAssets,
+            "bundle-1/fonts/x.woff2".to_owned(),
+            b"wOF2 demo",
+        ),
+        (
+            lvbak::Bucket::NotificationSounds,
+            "completion.ogg".to_owned(),
+            b"OggS\0\x02 demo sound",
+        ),
+    ];
+    for (bucket, name, bytes) in &files {
+        let path = StorePath::for_entry(*bucket, user, name)
+            .ok_or_else(|| Failure::Invalid(format!("bad demo path {name}")))?;
+        src.write_file(&path, &mut &bytes[..]).map_err(st)?;
+    }
+    let mut v = serde_json::Map::new();
+    for (k, val) in [
+        ("id", json!(format!("{user}:chat_chunk:chunk-1:0"))),
+        ("user_id", json!(user)),
+        ("source_type", json!("chat_chunk")),
+        ("source_id", json!("chunk-1")),
+        ("owner_id", json!("chat-1")),
+        ("chunk_index", json!(0)),
+        ("content", json!("The lantern river remembers.")),
+        ("metadata_json", json!("{}")),
+        ("updated_at", json!(1_795_000_000)),
+        ("vector_b64", json!("AACAPwAAAEAAAEBAAACAQA==")),
+    ] {
+        v.insert(k.into(), val);
+    }
+    src.insert_vector("embeddings", &v).map_err(st)?;
+    src.put_secret("connection_conn-1_api_key", "sk-demo-0000000000000000")
+        .map_err(st)?;
+    src.put_secret(
+        "mcp_server_mcp-1_headers",
+        r#"{"Authorization":"Bearer demo"}"#,
+    )
+    .map_err(st)?;
+    src.commit().map_err(st)?;
     say(format!(
-        "1. wrote a sample account: {} ({} entries, {} bytes; 49 tables, 6 files, 1 vector table)",
-        archive_path.display(),
-        summary.entries,
-        summary.bytes
+        "1. made a sample account in {} ({} rows across every domain, {} files, 1 vector, 2 secrets)",
+        src_db.display(),
+        n_rows + 2,
+        files.len()
     ));
-    let report = lvbak::archive::verify(open_file(&archive_path)?, Limits::default(), Depth::Deep);
+
+    // 2. Export it with its secrets (v2 envelope) and a ticket.
+    let archive = dir.join("demo-user.lvbak");
+    let ticket_path = dir.join("demo-user.ticket.json");
+    let opts = lvbak::engine::ExportOptions {
+        include_vectors: true,
+        secrets: Some(EnvelopeVersion::V2),
+        ..Default::default()
+    };
+    let cancel = lvbak::engine::CancelToken::new();
+    let res = write_atomically(&archive, |w| {
+        lvbak::engine::export(&mut src, w, &opts, &mut |_| {}, &cancel).map_err(engine_failure)
+    })?;
+    let ticket = res
+        .ticket
+        .ok_or_else(|| Failure::Invalid("no ticket produced".into()))?;
+    write_secret_file(&ticket_path, &ticket.to_json())?;
+    say(format!(
+        "2. exported: {} ({} entries, {} bytes) and ticket {}",
+        archive.display(),
+        res.summary.entries,
+        res.summary.bytes,
+        ticket_path.display()
+    ));
+
+    // 3. Verify every byte, and the ticket against the archive.
+    let report = lvbak::archive::verify(open_file(&archive)?, Limits::default(), Depth::Deep);
     if !report.is_ok() {
         return Err(Failure::Invalid(format!(
             "demo archive failed verification: {:?}",
             report.problems
         )));
     }
+    let (sv, good) = check_ticket(cli, &archive, &ticket_path)?;
+    if !good {
+        return Err(Failure::Invalid(
+            "demo ticket did not open every secret".into(),
+        ));
+    }
     say(format!(
-        "2. deep verify: ok ({} entries, {} bytes inflated and checked: sizes, CRC-32, SHA-256 digests, NDJSON)",
-        report.entries, report.bytes_checked
+        "3. verified: {} entries, {} bytes checked (sizes, CRC-32, SHA-256, NDJSON); ticket opens {} secrets ({})",
+        report.entries, report.bytes_checked, sv["count"], sv["envelope"].as_str().unwrap_or("?")
     ));
-    let mut a = Archive::open(open_file(&archive_path)?, Limits::default())?;
-    let v = lvbak::inspect::inspect(&mut a)?;
-    let rows: u64 = v["tables"]
-        .as_object()
-        .map(|o| o.values().filter_map(|x| x.as_u64()).sum())
-        .unwrap_or(0);
-    say(format!(
-        "3. inspect: archive {}, {} rows in {} tables, files {}",
-        v["manifest"]["archiveId"].as_str().unwrap_or("?"),
-        rows,
-        v["tables"].as_object().map(|o| o.len()).unwrap_or(0),
-        v["files"]
-    ));
-    let copy = dir.join("demo-account.repacked.lvbak");
-    let ropts = RepackOptions {
-        write: opts.clone(),
-        secrets: SecretsAction::Keep,
+
+    // 4. Restore it into a second database as another user: a dry run first, then for real.
+    let restored_user = "restored-user";
+    let mut a = Archive::open(open_file(&archive)?, Limits::default())?;
+    let mut dst = open_store(&dst_db, Some(&dst_dir), restored_user)?;
+    let mut iopts = lvbak::engine::ImportOptions {
+        ticket: Some(ticket),
+        dry_run: true,
+        ..Default::default()
     };
-    write_atomically(&copy, |w| lvbak::repack::repack(&mut a, w, &ropts))?;
-    let same = std::fs::read(&copy).ok() == std::fs::read(&archive_path).ok();
+    let plan = lvbak::engine::import(&mut a, &mut dst, &iopts, &mut |_| {}, &cancel)
+        .map_err(engine_failure)?;
+    iopts.dry_run = false;
+    let done = lvbak::engine::import(&mut a, &mut dst, &iopts, &mut |_| {}, &cancel)
+        .map_err(engine_failure)?;
+    let planned: u64 = plan.tables.iter().map(|t| t.inserted).sum();
+    let inserted: u64 = done.tables.iter().map(|t| t.inserted).sum();
+    let files_written: u64 = done.files.values().map(|c| c.written).sum();
     say(format!(
-        "4. deterministic repack: {} ({})",
-        copy.display(),
-        if same {
-            "byte-identical to the original"
-        } else {
-            "differs from the original"
-        }
+        "4. restored into {} as {restored_user}: dry run planned {planned} rows, import inserted {inserted} rows, {files_written} files, {} vectors, {} secrets",
+        dst_db.display(),
+        done.vectors.inserted,
+        done.secrets.restored.len()
     ));
+    say(format!("Next: lvbak inspect {}", archive.display()));
     say(format!(
-        "Next: lvbak inspect {} --json",
-        archive_path.display()
+        "      lvbak import {} --db {} --dry-run",
+        archive.display(),
+        dir.join("another.db").display()
     ));
-    Ok(if same { 0 } else { 1 })
+    // Every row, plus the two settings, arrived.
+    Ok(if planned == inserted && inserted as usize == n_rows + 2 {
+        0
+    } else {
+        1
+    })
+}
+
+/// One row in every table of every domain, wired together.
+fn demo_rows(user: &str) -> Vec<(&'static str, serde_json::Value)> {
+    let img = "0de30de3-0000-4000-8000-00000000000a";
+    let mut out: Vec<(&'static str, serde_json::Value)> = vec![
+        (
+            "images",
+            json!({"id": img, "filename": format!("{img}.png"), "original_filename": "lantern.png", "mime_type": "image/png", "user_id": user, "owner_character_id": "char-1", "owner_chat_id": null}),
+        ),
+        (
+            "presets",
+            json!({"id": "preset-1", "name": "Default ✨", "parameters": "{}", "user_id": user}),
+        ),
+        (
+            "global_addons",
+            json!({"id": "addon-1", "name": "Add-on", "metadata": "{}", "user_id": user}),
+        ),
+        (
+            "regex_scripts",
+            json!({"id": "regex-1", "script_id": "s1", "name": "Trim", "user_id": user}),
+        ),
+        (
+            "connection_profiles",
+            json!({"id": "conn-1", "name": "Main", "provider": "openai", "preset_id": "preset-1", "has_api_key": 1, "user_id": user}),
+        ),
+        (
+            "image_gen_connections",
+            json!({"id": "ig-1", "name": "Images", "has_api_key": 0, "user_id": user}),
+        ),
+        (
+            "tts_connections",
+            json!({"id": "tts-1", "name": "Voice", "has_api_key": 0, "user_id": user}),
+        ),
+        (
+            "stt_connections",
+            json!({"id": "stt-1", "name": "Ears", "has_api_key": 0, "user_id": user}),
+        ),
+        (
+            "mcp_servers",
+            json!({"id": "mcp-1", "name": "Tools", "has_headers": 1, "user_id": user}),
+        ),
+        (
+            "world_books",
+            json!({"id": "wb-1", "name": "Lore of the river", "user_id": user}),
+        ),
+        (
+            "world_book_entries",
+            json!({"id": "wbe-1", "world_book_id": "wb-1", "content": "The river remembers.", "vectorized": 1}),
+        ),
+        (
+            "personas",
+            json!({"id": "persona-1", "name": "Wanderer", "avatar_path": format!("{img}.png"), "image_id": img, "attached_world_book_id": "wb-1", "user_id": user}),
+        ),
+        (
+            "characters",
+            json!({"id": "char-1", "name": "Archivist 📜", "avatar_path": format!("{img}.png"), "image_id": img, "user_id": user}),
+        ),
+        (
+            "character_gallery",
+            json!({"id": "gal-1", "character_id": "char-1", "image_id": img, "user_id": user}),
+        ),
+        (
+            "packs",
+            json!({"id": "pack-1", "name": "Starter pack", "user_id": user}),
+        ),
+        (
+            "loom_items",
+            json!({"id": "loom-1", "pack_id": "pack-1", "name": "Thread"}),
+        ),
+        (
+            "loom_tools",
+            json!({"id": "tool-1", "pack_id": "pack-1", "name": "Shuttle", "input_schema": "{}"}),
+        ),
+        (
+            "lumia_items",
+            json!({"id": "lumia-1", "pack_id": "pack-1", "name": "Glow"}),
+        ),
+        (
+            "theme_assets",
+            json!({"id": "asset-1", "bundle_id": "bundle-1", "slug": "style", "storage_type": "file", "file_name": "style.css", "user_id": user}),
+        ),
+        (
+            "theme_assets",
+            json!({"id": "asset-2", "bundle_id": "bundle-1", "slug": "font", "storage_type": "file", "file_name": "fonts/x.woff2", "user_id": user}),
+        ),
+        (
+            "databanks",
+            json!({"id": "db-1", "name": "Notes", "user_id": user}),
+        ),
+        (
+            "databank_documents",
+            json!({"id": "doc-1", "databank_id": "db-1", "name": "Lore notes", "file_path": "lore/notes.md", "user_id": user}),
+        ),
+        (
+            "databank_chunks",
+            json!({"id": "dbc-1", "document_id": "doc-1", "databank_id": "db-1", "content": "The lantern river.", "user_id": user}),
+        ),
+        (
+            "chats",
+            json!({"id": "chat-1", "character_id": "char-1", "name": "First meeting", "user_id": user}),
+        ),
+    ];
+    for i in 0..20 {
+        out.push((
+            "messages",
+            json!({"id": format!("msg-{i}"), "chat_id": "chat-1", "index_in_chat": i, "is_user": i % 2, "content": format!("Message {i}: ünïcödé, emoji 🌊, quotes \"ok\""), "parent_message_id": if i == 0 { serde_json::Value::Null } else { json!(format!("msg-{}", i - 1)) }}),
+        ));
+    }
+    out.extend([
+        ("message_breakdowns", json!({"message_id": "msg-1", "chat_id": "chat-1", "data": "{}", "user_id": user})),
+        ("chat_chunks", json!({"id": "chunk-1", "chat_id": "chat-1", "content": "Messages 0-19", "vectorized_at": 1_795_000_000, "vector_model": "demo-embed"})),
+        ("chat_memory_cache", json!({"id": "cache-1", "chat_id": "chat-1", "settings_key": "k", "chunks_json": "[]", "user_id": user})),
+        ("memory_entities", json!({"id": "ent-1", "chat_id": "chat-1", "name": "Archivist"})),
+        ("memory_mentions", json!({"id": "men-1", "chat_id": "chat-1", "entity_id": "ent-1", "chunk_id": "chunk-1"})),
+        ("memory_relations", json!({"id": "rel-1", "chat_id": "chat-1", "source_entity_id": "ent-1", "target_entity_id": "ent-1", "relation_type": "self"})),
+        ("memory_consolidations", json!({"id": "con-1", "chat_id": "chat-1", "summary": "They met."})),
+        ("memory_font_colors", json!({"id": "font-1", "chat_id": "chat-1", "entity_id": "ent-1", "color": "#fff"})),
+        ("memory_salience", json!({"id": "sal-1", "chat_id": "chat-1", "chunk_id": "chunk-1"})),
+        ("cortex_vaults", json!({"id": "vault-1", "name": "Vault", "source_chat_id": "chat-1", "user_id": user})),
+        ("cortex_vault_entities", json!({"id": "ve-1", "vault_id": "vault-1", "name": "Archivist"})),
+        ("cortex_vault_relations", json!({"id": "vr-1", "vault_id": "vault-1"})),
+        ("cortex_vault_chunks", json!({"id": "vc-1", "vault_id": "vault-1", "content": "memory"})),
+        ("cortex_chat_links", json!({"id": "link-1", "chat_id": "chat-1", "target_chat_id": "chat-1", "vault_id": "vault-1", "user_id": user})),
+        ("dream_weaver_sessions", json!({"id": "dw-1", "session_number": 1, "persona_id": "persona-1", "user_id": user})),
+        ("dream_weaver_messages", json!({"id": "dwm-1", "session_id": "dw-1", "payload": "{}", "user_id": user})),
+        ("dream_weaver_saved_prompts", json!({"id": "dwp-1", "prompt": "Dream", "user_id": user})),
+        ("weaver_sessions", json!({"id": "ws-1", "character_id": "char-1", "user_id": user})),
+        ("weaver_extraction", json!({"session_id": "ws-1", "committed_facts": "[]", "user_id": user})),
+        ("weaver_interview_turns", json!({"id": "wit-1", "session_id": "ws-1", "axis": "{}", "user_id": user})),
+        ("weaver_bible", json!({"session_id": "ws-1", "spine": "{}", "user_id": user})),
+        ("weaver_fields", json!({"id": "wf-1", "session_id": "ws-1", "user_id": user})),
+        ("weaver_taste", json!({"user_id": user, "profile": "{}"})),
+        ("weaver_people", json!({"id": "wp-1", "session_id": "ws-1", "name": "A person", "user_id": user})),
+        ("extensions", json!({"id": "ext-1", "identifier": "demo.ext", "name": "Demo extension", "install_scope": "user", "installed_by_user_id": user})),
+    ]);
+    out
 }
 
 fn now() -> i64 {
@@ -784,7 +1016,9 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))
 }
 
-fn parse_domains(only: &[String]) -> Result<Option<std::collections::BTreeSet<lvbak::domain::DomainId>>, Failure> {
+fn parse_domains(
+    only: &[String],
+) -> Result<Option<std::collections::BTreeSet<lvbak::domain::DomainId>>, Failure> {
     if only.is_empty() {
         return Ok(None);
     }
@@ -794,7 +1028,11 @@ fn parse_domains(only: &[String]) -> Result<Option<std::collections::BTreeSet<lv
             Some(x) => {
                 out.insert(x);
             }
-            None => return Err(Failure::Invalid(format!("unknown domain {d:?}; `lvbak domains` lists them"))),
+            None => {
+                return Err(Failure::Invalid(format!(
+                    "unknown domain {d:?}; `lvbak domains` lists them"
+                )))
+            }
         }
     }
     Ok(Some(out))
@@ -803,12 +1041,21 @@ fn parse_domains(only: &[String]) -> Result<Option<std::collections::BTreeSet<lv
 fn data_dir_for(db: &Path, data_dir: Option<&Path>) -> PathBuf {
     match data_dir {
         Some(d) => d.to_owned(),
-        None => db.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".")),
+        None => db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from(".")),
     }
 }
 
-fn open_store(db: &Path, data_dir: Option<&Path>, user: &str) -> Result<lvbak::sqlite::SqliteStore, Failure> {
-    lvbak::sqlite::SqliteStore::open(db, &data_dir_for(db, data_dir), user).map_err(|e| Failure::Io(format!("{}: {e}", db.display())))
+fn open_store(
+    db: &Path,
+    data_dir: Option<&Path>,
+    user: &str,
+) -> Result<lvbak::sqlite::SqliteStore, Failure> {
+    lvbak::sqlite::SqliteStore::open(db, &data_dir_for(db, data_dir), user)
+        .map_err(|e| Failure::Io(format!("{}: {e}", db.display())))
 }
 
 fn engine_failure(e: lvbak::engine::EngineError) -> Failure {
@@ -826,9 +1073,11 @@ fn engine_bar(cli: &Cli, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {elapsed} elapsed, ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} rows, {elapsed} elapsed, ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
     pb.set_style(style);
     pb.set_message(what.to_owned());
     pb
@@ -842,43 +1091,60 @@ fn cmd_export(
     output: &Path,
     data_dir: Option<&Path>,
     only: &[String],
-    vectors: bool,
-    secrets: bool,
+    (vectors, secrets, large_rows, deterministic): (bool, bool, bool, bool),
     ticket_out: Option<&Path>,
     envelope: &str,
-    deterministic: bool,
 ) -> Result<u8, Failure> {
     if !db.is_file() {
         return Err(Failure::Io(format!("{} does not exist", db.display())));
     }
     if let Some(t) = ticket_out {
         if t.exists() {
-            return Err(Failure::Io(format!("{} exists; choose a new path for the ticket", t.display())));
+            return Err(Failure::Io(format!(
+                "{} exists; choose a new path for the ticket",
+                t.display()
+            )));
         }
     }
     let mut store = open_store(db, data_dir, user)?;
     let opts = lvbak::engine::ExportOptions {
         domains: parse_domains(only)?,
         include_vectors: vectors,
-        secrets: secrets.then_some(if envelope == "v1" { EnvelopeVersion::V1 } else { EnvelopeVersion::V2 }),
+        secrets: secrets.then_some(if envelope == "v1" {
+            EnvelopeVersion::V1
+        } else {
+            EnvelopeVersion::V2
+        }),
         write: WriteOptions {
             deterministic,
             ..WriteOptions::default()
         },
         exported_at: deterministic.then_some(0),
         archive_id: deterministic.then(|| deterministic_id(user)),
-        ..Default::default()
+        large_rows,
     };
     let pb = engine_bar(cli, "exporting");
     let cancel = lvbak::engine::CancelToken::new();
     let res = write_atomically(output, |w| {
-        lvbak::engine::export(&mut store, w, &opts, &mut |p| {
-            pb.set_position(p.rows_done);
-            pb.set_message(format!("exporting {} ({})", p.table.as_deref().unwrap_or(p.phase), indicatif::HumanBytes(p.bytes_done)));
-        }, &cancel)
-        .map_err(|e| match e {
-            lvbak::engine::EngineError::Archive(a) => a,
-            other => ArchiveError::Writer(other.to_string()),
+        lvbak::engine::export(
+            &mut store,
+            w,
+            &opts,
+            &mut |p| {
+                pb.set_position(p.rows_done);
+                pb.set_message(format!(
+                    "exporting {} ({})",
+                    p.table.as_deref().unwrap_or(p.phase),
+                    indicatif::HumanBytes(p.bytes_done)
+                ));
+            },
+            &cancel,
+        )
+        .map_err(|e| match engine_failure(e) {
+            Failure::Invalid(m) if m.contains("exceeds 4194304") => Failure::Invalid(format!(
+                "{m}; pass --large-rows to write it with the legacy 64 MiB line cap"
+            )),
+            other => other,
         })
     })?;
     pb.finish_and_clear();
@@ -886,16 +1152,29 @@ fn cmd_export(
         write_secret_file(path, &t.to_json())?;
     }
     if !cli.quiet {
-        let rows: u64 = res.summary.counts.iter().filter(|(k, _)| !k.starts_with("lancedb:")).map(|(_, n)| n).sum();
+        let rows: u64 = res
+            .summary
+            .counts
+            .iter()
+            .filter(|(k, _)| !k.starts_with("lancedb:"))
+            .map(|(_, n)| n)
+            .sum();
         println!(
             "exported user {user}: {rows} rows in {} tables, {} files, {} bytes -> {}",
-            res.summary.counts.iter().filter(|(k, _)| !k.starts_with("lancedb:")).count(),
+            res.summary
+                .counts
+                .iter()
+                .filter(|(k, _)| !k.starts_with("lancedb:"))
+                .count(),
             res.summary.files.iter().map(|(_, n)| n).sum::<u64>(),
             res.summary.bytes,
             output.display()
         );
         if !res.missing_files.is_empty() {
-            println!("{} referenced files were missing (listed in the archive's trailer)", res.missing_files.len());
+            println!(
+                "{} referenced files were missing (listed in the archive's trailer)",
+                res.missing_files.len()
+            );
         }
         if let (Some(_), Some(path)) = (&res.ticket, ticket_out) {
             println!("secrets sealed ({envelope}); ticket written to {} (keep it apart from the archive)", path.display());
@@ -941,17 +1220,30 @@ fn finish_import<R: std::io::Read + std::io::Seek, K: lvbak::store::Sink>(
         domains: parse_domains(o.only)?,
         pull_dependencies: !o.no_dependencies,
         ticket,
-        ticket_policy: if o.on_ticket_error == "skip" { lvbak::secrets::TicketPolicy::Skip } else { lvbak::secrets::TicketPolicy::Cancel },
+        ticket_policy: if o.on_ticket_error == "skip" {
+            lvbak::secrets::TicketPolicy::Skip
+        } else {
+            lvbak::secrets::TicketPolicy::Cancel
+        },
         dry_run: o.dry_run,
         now: None,
     };
     let pb = engine_bar(cli, "importing");
     let cancel = lvbak::engine::CancelToken::new();
-    let report = lvbak::engine::import(a, sink, &opts, &mut |p| {
-        pb.set_length(p.rows_total);
-        pb.set_position(p.rows_done);
-        pb.set_message(format!("importing {}", p.table.as_deref().unwrap_or(p.phase)));
-    }, &cancel)
+    let report = lvbak::engine::import(
+        a,
+        sink,
+        &opts,
+        &mut |p| {
+            pb.set_length(p.rows_total);
+            pb.set_position(p.rows_done);
+            pb.set_message(format!(
+                "importing {}",
+                p.table.as_deref().unwrap_or(p.phase)
+            ));
+        },
+        &cancel,
+    )
     .map_err(engine_failure)?;
     pb.finish_and_clear();
     if o.json {
@@ -988,7 +1280,11 @@ fn finish_import<R: std::io::Read + std::io::Seek, K: lvbak::store::Sink>(
     if cli.quiet {
         return Ok(0);
     }
-    let verb = if report.dry_run { "would insert" } else { "inserted" };
+    let verb = if report.dry_run {
+        "would insert"
+    } else {
+        "inserted"
+    };
     let ins: u64 = report.tables.iter().map(|t| t.inserted).sum();
     let skipped: u64 = report.tables.iter().map(|t| t.skipped_existing).sum();
     let foreign: u64 = report.tables.iter().map(|t| t.skipped_foreign).sum();
@@ -997,21 +1293,48 @@ fn finish_import<R: std::io::Read + std::io::Seek, K: lvbak::store::Sink>(
         "{}{verb} {ins} rows in {} tables ({skipped} already there, {merged} settings merged{})",
         if report.dry_run { "dry run: " } else { "" },
         report.tables.iter().filter(|t| t.inserted > 0).count(),
-        if foreign > 0 { format!(", {foreign} refused: they would attach to another user's data") } else { String::new() }
+        if foreign > 0 {
+            format!(", {foreign} refused: they would attach to another user's data")
+        } else {
+            String::new()
+        }
     );
     if !report.closure_added.is_empty() {
-        println!("pulled in for --only: {}", report.closure_added.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "pulled in for --only: {}",
+            report
+                .closure_added
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let written: u64 = report.files.values().map(|c| c.written).sum();
     let existing: u64 = report.files.values().map(|c| c.existing).sum();
-    println!("files: {written} {}, {existing} already present", if report.dry_run { "to write" } else { "written" });
+    println!(
+        "files: {written} {}, {existing} already present",
+        if report.dry_run {
+            "to write"
+        } else {
+            "written"
+        }
+    );
     if report.vectors.restored {
         println!("vectors: {} restored", report.vectors.inserted);
     } else if report.vectors.revectorise {
         println!("vectors: embedding configuration differs; chunks marked for re-vectorisation");
     }
     if !report.secrets.restored.is_empty() {
-        println!("secrets: {} {}", report.secrets.restored.len(), if report.dry_run { "would be restored" } else { "restored" });
+        println!(
+            "secrets: {} {}",
+            report.secrets.restored.len(),
+            if report.dry_run {
+                "would be restored"
+            } else {
+                "restored"
+            }
+        );
     }
     if let Some(why) = &report.secrets.skipped {
         println!("secrets skipped: {why}");

@@ -229,7 +229,14 @@ fn demo_runs_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("deep verify: ok"), "{text}");
-    assert!(text.contains("byte-identical"), "{text}");
-    assert!(tmp.path().join("demo-account.lvbak").is_file());
+    assert!(text.contains("3. verified"), "{text}");
+    assert!(text.contains("ticket opens 2 secrets (v2)"), "{text}");
+    assert!(
+        text.contains(
+            "dry run planned 71 rows, import inserted 71 rows, 7 files, 1 vectors, 2 secrets"
+        ),
+        "{text}"
+    );
+    assert!(tmp.path().join("demo-user.lvbak").is_file());
+    assert!(tmp.path().join("restored/lumiverse.db").is_file());
 }

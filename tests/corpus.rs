@@ -102,9 +102,10 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
         let read = corpus::read_path(&case.archive, None);
         match (&read, report.is_ok()) {
             (Ok(()), _) => {}
-            (Err(code), true) => {
-                failures.push(format!("{}: read path {code} but verify is clean", case.name))
-            }
+            (Err(code), true) => failures.push(format!(
+                "{}: read path {code} but verify is clean",
+                case.name
+            )),
             (Err(code), false) => {
                 let coarse = coarse(code);
                 if !report.problems.iter().any(|p| p.code == coarse) {
@@ -117,7 +118,12 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(cases.len() >= 100, "only {} cases", cases.len());
 }
 
@@ -168,7 +174,12 @@ fn cases_are_deterministic_and_named_uniquely() {
             x.name
         );
         if !x.large {
-            assert!(x.archive.len() <= 100 * 1024, "{} is {} bytes", x.name, x.archive.len());
+            assert!(
+                x.archive.len() <= 100 * 1024,
+                "{} is {} bytes",
+                x.name,
+                x.archive.len()
+            );
         }
     }
 }

@@ -501,8 +501,10 @@ mod generated {
     use super::*;
     use proptest::prelude::*;
 
-    fn account(
-    ) -> impl Strategy<Value = (Vec<(String, String)>, Vec<Vec<u8>>, Vec<(String, String)>)> {
+    /// (chats as id/name, image bytes, settings as key/value).
+    type Account = (Vec<(String, String)>, Vec<Vec<u8>>, Vec<(String, String)>);
+
+    fn account() -> impl Strategy<Value = Account> {
         (
             proptest::collection::vec(("[a-z0-9-]{1,12}", "\\PC{0,40}"), 0..12),
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..5000), 0..4),

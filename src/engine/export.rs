@@ -29,6 +29,10 @@ pub struct ExportOptions {
     pub archive_id: Option<String>,
     /// Export time (default: now).
     pub exported_at: Option<i64>,
+    /// Allow rows over the 4 MiB line cap by writing a legacy manifest
+    /// (no `ndjsonFormatVersion`), which readers — the Lumiverse server
+    /// included — read with the 64 MiB legacy cap.
+    pub large_rows: bool,
 }
 
 /// What an export produced.
@@ -162,6 +166,9 @@ pub fn export<S: Source + ?Sized, W: Write>(
     let mut manifest = Manifest::new(&archive_id, exported_at);
     manifest.producer_version = Some(format!("lvbak {}", env!("CARGO_PKG_VERSION")));
     manifest.include_vectors = include_vectors;
+    if opts.large_rows {
+        manifest.ndjson_format_version = None;
+    }
     manifest.embedding_config = source
         .embedding_config()
         .map_err(store("reading the embedding configuration"))?;

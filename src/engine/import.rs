@@ -361,6 +361,10 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
             table: spec.name.to_owned(),
             ..TableReport::default()
         };
+        if !dry {
+            sink.prepare_table(spec)
+                .map_err(store(format!("preparing table {}", spec.name)))?;
+        }
         let mut rows = archive.rows(spec.name)?;
         while let Some((line, text)) = rows.next_line()? {
             tr.rows += 1;
@@ -500,10 +504,23 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
             counts.bytes += size;
             continue;
         }
-        let mut checked = IoCheck(&mut r);
-        let wrote = sink
-            .write_file(&path, &mut checked)
-            .map_err(store(format!("writing {path}")))?;
+        let mut checked = IoCheck {
+            inner: &mut r,
+            failure: None,
+        };
+        let wrote = match sink.write_file(&path, &mut checked) {
+            Ok(w) => w,
+            Err(e) => {
+                // An integrity failure of the archive is the archive's error, not the store's.
+                return Err(match checked.failure.take() {
+                    Some(c) => EngineError::Archive(c.into()),
+                    None => EngineError::Store {
+                        context: format!("writing {path}"),
+                        source: e,
+                    },
+                });
+            }
+        };
         if wrote {
             counts.written += 1;
             counts.bytes += size;
@@ -631,11 +648,24 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Passes reads through; a sink sees the archive's integrity errors as I/O errors.
-struct IoCheck<'a, R: Read>(&'a mut R);
+/// Passes reads through to the sink, keeping the archive's integrity
+/// error (size, CRC, digest) so the engine can report it as such.
+struct IoCheck<'a, R: Read> {
+    inner: &'a mut R,
+    failure: Option<crate::container::ContainerError>,
+}
+
 impl<R: Read> Read for IoCheck<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
+        match self.inner.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let c = crate::container::ContainerError::from_io(e);
+                let msg = c.to_string();
+                self.failure = Some(c);
+                Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+            }
+        }
     }
 }
 

@@ -66,9 +66,11 @@ impl Identity {
         for i in 0..32 {
             key[i] = b[40 + i] ^ m[i];
         }
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt).map_err(|_| IdentityError::Invalid("salt"))?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt)
+            .map_err(|_| IdentityError::Invalid("salt"))?;
         mac.update(&key[..]);
-        mac.verify_slice(&b[72..104]).map_err(|_| IdentityError::Invalid("HMAC does not verify"))?;
+        mac.verify_slice(&b[72..104])
+            .map_err(|_| IdentityError::Invalid("HMAC does not verify"))?;
         Ok(Identity { key })
     }
 
@@ -83,7 +85,8 @@ impl Identity {
         for i in 0..32 {
             b[40 + i] = self.key[i] ^ m[i];
         }
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&salt).map_err(|_| IdentityError::Invalid("salt"))?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&salt)
+            .map_err(|_| IdentityError::Invalid("salt"))?;
         mac.update(&self.key[..]);
         b[72..104].copy_from_slice(&mac.finalize().into_bytes());
         Ok(b)
@@ -121,18 +124,29 @@ impl Identity {
 
     /// Encrypts a value: (encrypted_value, iv, tag), standard base64.
     pub fn encrypt(&self, plaintext: &str) -> Result<(String, String, String), IdentityError> {
-        let cipher = Aes256Gcm::new_from_slice(&self.key[..]).map_err(|_| IdentityError::Invalid("key"))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&self.key[..]).map_err(|_| IdentityError::Invalid("key"))?;
         let mut iv = [0u8; 12];
         getrandom::getrandom(&mut iv).map_err(|_| IdentityError::Invalid("no randomness"))?;
         let ct = cipher
             .encrypt(Nonce::from_slice(&iv), plaintext.as_bytes())
             .map_err(|_| IdentityError::Invalid("encryption failed"))?;
         let (body, tag) = ct.split_at(ct.len() - 16);
-        Ok((STANDARD.encode(body), STANDARD.encode(iv), STANDARD.encode(tag)))
+        Ok((
+            STANDARD.encode(body),
+            STANDARD.encode(iv),
+            STANDARD.encode(tag),
+        ))
     }
 
     /// Decrypts a stored secret.
-    pub fn decrypt(&self, key_name: &str, encrypted_value: &str, iv: &str, tag: &str) -> Result<Zeroizing<String>, IdentityError> {
+    pub fn decrypt(
+        &self,
+        key_name: &str,
+        encrypted_value: &str,
+        iv: &str,
+        tag: &str,
+    ) -> Result<Zeroizing<String>, IdentityError> {
         let bad = || IdentityError::Decrypt(key_name.to_owned());
         let dec = |s: &str| STANDARD.decode(s.trim()).map_err(|_| bad());
         let (mut ct, iv, tag) = (dec(encrypted_value)?, dec(iv)?, dec(tag)?);
@@ -141,7 +155,11 @@ impl Identity {
         }
         ct.extend_from_slice(&tag);
         let cipher = Aes256Gcm::new_from_slice(&self.key[..]).map_err(|_| bad())?;
-        let pt = Zeroizing::new(cipher.decrypt(Nonce::from_slice(&iv), ct.as_slice()).map_err(|_| bad())?);
+        let pt = Zeroizing::new(
+            cipher
+                .decrypt(Nonce::from_slice(&iv), ct.as_slice())
+                .map_err(|_| bad())?,
+        );
         Ok(Zeroizing::new(String::from_utf8_lossy(&pt).into_owned()))
     }
 }

@@ -73,20 +73,31 @@ impl SqliteStore {
     /// there, like the server does, when secrets are first written).
     pub fn open(db: &Path, data_dir: &Path, user: &str) -> Result<SqliteStore, StoreError> {
         if !crate::store::safe_relative(user) || user.contains('/') {
-            return Err(StoreError::new(format!("user id {user:?} is not usable as a folder name")));
+            return Err(StoreError::new(format!(
+                "user id {user:?} is not usable as a folder name"
+            )));
         }
         fs::create_dir_all(data_dir)?;
         let conn = Connection::open(db).map_err(sql("opening the database"))?;
-        conn.busy_timeout(std::time::Duration::from_millis(5000)).map_err(sql("setting busy_timeout"))?;
+        conn.busy_timeout(std::time::Duration::from_millis(5000))
+            .map_err(sql("setting busy_timeout"))?;
         let live: bool = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_migrations'", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_migrations'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map_err(sql("reading the schema"))?
             > 0;
         if !live {
-            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(sql("setting pragmas"))?;
+            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+                .map_err(sql("setting pragmas"))?;
         }
         let identity = match fs::read(data_dir.join(identity::IDENTITY_FILE)) {
-            Ok(b) => Some(Identity::parse(&b).map_err(|e| StoreError::with_source("reading the identity file", e))?),
+            Ok(b) => Some(
+                Identity::parse(&b)
+                    .map_err(|e| StoreError::with_source("reading the identity file", e))?,
+            ),
             Err(_) => None,
         };
         Ok(SqliteStore {
@@ -121,7 +132,10 @@ impl SqliteStore {
         if let Some(c) = self.columns.get(table) {
             return Ok(c.clone());
         }
-        let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", q(table))).map_err(sql("reading table_info"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", q(table)))
+            .map_err(sql("reading table_info"))?;
         let cols: Vec<String> = stmt
             .query_map([], |r| r.get::<_, String>(1))
             .map_err(sql("reading table_info"))?
@@ -134,7 +148,12 @@ impl SqliteStore {
         Ok(cols)
     }
 
-    fn ensure_table(&mut self, table: &str, pk: &[&str], row: &RowMap) -> Result<Vec<String>, StoreError> {
+    fn ensure_table(
+        &mut self,
+        table: &str,
+        pk: &[&str],
+        row: &RowMap,
+    ) -> Result<Vec<String>, StoreError> {
         let mut cols = self.table_columns(table)?;
         if cols.is_empty() {
             let mut defs: Vec<String> = Vec::new();
@@ -146,14 +165,26 @@ impl SqliteStore {
                     defs.push(q(k));
                 }
             }
-            let sql_text = format!("CREATE TABLE {} ({}, PRIMARY KEY ({}))", q(table), defs.join(", "), pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "));
-            self.conn.execute(&sql_text, []).map_err(sql("creating a table"))?;
+            let sql_text = format!(
+                "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                q(table),
+                defs.join(", "),
+                pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+            );
+            self.conn
+                .execute(&sql_text, [])
+                .map_err(sql("creating a table"))?;
             self.columns.remove(table);
             cols = self.table_columns(table)?;
         } else if !self.live {
             let missing: Vec<String> = row.keys().filter(|k| !cols.contains(k)).cloned().collect();
             for k in missing {
-                self.conn.execute(&format!("ALTER TABLE {} ADD COLUMN {}", q(table), q(&k)), []).map_err(sql("adding a column"))?;
+                self.conn
+                    .execute(
+                        &format!("ALTER TABLE {} ADD COLUMN {}", q(table), q(&k)),
+                        [],
+                    )
+                    .map_err(sql("adding a column"))?;
             }
             self.columns.remove(table);
             cols = self.table_columns(table)?;
@@ -165,7 +196,11 @@ impl SqliteStore {
         match spec.owner {
             Owner::User => "user_id = ?1".to_owned(),
             Owner::Installer => "installed_by_user_id = ?1 AND install_scope = 'user'".to_owned(),
-            Owner::Via { column, parent } => format!("{} IN (SELECT id FROM {} WHERE user_id = ?1)", q(column), q(parent)),
+            Owner::Via { column, parent } => format!(
+                "{} IN (SELECT id FROM {} WHERE user_id = ?1)",
+                q(column),
+                q(parent)
+            ),
         }
     }
 
@@ -188,10 +223,13 @@ impl SqliteStore {
 
     fn identity(&mut self) -> Result<&Identity, StoreError> {
         if self.identity.is_none() {
-            let id = Identity::load_or_create(&self.data_dir).map_err(|e| StoreError::with_source("loading the identity file", e))?;
+            let id = Identity::load_or_create(&self.data_dir)
+                .map_err(|e| StoreError::with_source("loading the identity file", e))?;
             self.identity = Some(id);
         }
-        self.identity.as_ref().ok_or_else(|| StoreError::new("no identity"))
+        self.identity
+            .as_ref()
+            .ok_or_else(|| StoreError::new("no identity"))
     }
 }
 
@@ -203,11 +241,16 @@ fn to_json(v: ValueRef<'_>) -> Value {
             if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
                 Value::from(f as i64)
             } else {
-                Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+                Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
             }
         }
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::String(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)),
+        ValueRef::Blob(b) => Value::String(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            b,
+        )),
     }
 }
 
@@ -226,14 +269,22 @@ fn to_sql(v: &Value) -> SqlValue {
 }
 
 impl SqliteStore {
-    fn scan_query(&mut self, query: &str, params: &[&dyn rusqlite::ToSql], f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn scan_query(
+        &mut self,
+        query: &str,
+        params: &[&dyn rusqlite::ToSql],
+        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(query).map_err(sql("preparing a read"))?;
         let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let mut rows = stmt.query(params).map_err(sql("reading rows"))?;
         while let Some(r) = rows.next().map_err(sql("reading rows"))? {
             let mut m = RowMap::new();
             for (i, n) in names.iter().enumerate() {
-                m.insert(n.clone(), to_json(r.get_ref(i).map_err(sql("reading a value"))?));
+                m.insert(
+                    n.clone(),
+                    to_json(r.get_ref(i).map_err(sql("reading a value"))?),
+                );
             }
             f(m)?;
         }
@@ -250,22 +301,36 @@ impl Source for SqliteStore {
         Ok(!self.table_columns(table)?.is_empty())
     }
 
-    fn scan_rows(&mut self, spec: &TableSpec, f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        let query = format!("SELECT * FROM {} WHERE {}", q(spec.name), self.owner_filter(spec));
+    fn scan_rows(
+        &mut self,
+        spec: &TableSpec,
+        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let query = format!(
+            "SELECT * FROM {} WHERE {}",
+            q(spec.name),
+            self.owner_filter(spec)
+        );
         let user = self.user.clone();
         self.scan_query(&query, &[&user], f)
     }
 
     fn open_file(&mut self, path: &StorePath) -> Result<Option<Box<dyn Read + '_>>, StoreError> {
         match fs::File::open(self.path(path)) {
-            Ok(f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => Ok(Some(Box::new(std::io::BufReader::with_capacity(256 * 1024, f)))),
+            Ok(f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => Ok(Some(Box::new(
+                std::io::BufReader::with_capacity(256 * 1024, f),
+            ))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn scan_vectors(&mut self, table: &str, f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn scan_vectors(
+        &mut self,
+        table: &str,
+        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let t = vector_table_name(table);
         if self.table_columns(&t)?.is_empty() {
             return Ok(());
@@ -289,7 +354,9 @@ impl Source for SqliteStore {
                 .prepare("SELECT key, encrypted_value, iv, tag FROM secrets WHERE user_id = ?1 ORDER BY key")
                 .map_err(sql("reading secrets"))?;
             let it = stmt
-                .query_map([&self.user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_map([&self.user], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .map_err(sql("reading secrets"))?;
             for r in it {
                 rows.push(r.map_err(sql("reading secrets"))?);
@@ -307,7 +374,9 @@ impl Source for SqliteStore {
         };
         let mut set = SecretSet::new();
         for (k, v, iv, tag) in rows {
-            let value = id.decrypt(&k, &v, &iv, &tag).map_err(|e| StoreError::with_source("decrypting a secret", e))?;
+            let value = id
+                .decrypt(&k, &v, &iv, &tag)
+                .map_err(|e| StoreError::with_source("decrypting a secret", e))?;
             set.push(Secret::new(k, value.to_string()));
         }
         Ok(set)
@@ -323,7 +392,11 @@ impl Source for SqliteStore {
             });
         };
         Ok(EmbeddingConfig {
-            provider: v.get("provider").and_then(Value::as_str).map(str::to_owned).or(Some("openai-compatible".into())),
+            provider: v
+                .get("provider")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or(Some("openai-compatible".into())),
             model: v.get("model").and_then(Value::as_str).map(str::to_owned),
             dimension: v.get("dimensions").and_then(Value::as_u64),
         })
@@ -342,8 +415,12 @@ impl Sink for SqliteStore {
         self.ensure_meta()?;
         // Like the server, references are not enforced while rows arrive in
         // an order that may put a child before its parent.
-        self.conn.execute_batch("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;").map_err(sql("starting the transaction"))?;
-        let staging = self.data_dir.join(format!(".lvbak-staging-{}", std::process::id()));
+        self.conn
+            .execute_batch("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;")
+            .map_err(sql("starting the transaction"))?;
+        let staging = self
+            .data_dir
+            .join(format!(".lvbak-staging-{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
         }
@@ -413,6 +490,27 @@ impl Sink for SqliteStore {
         Ok(!self.live || !self.table_columns(table)?.is_empty())
     }
 
+    fn prepare_table(&mut self, spec: &TableSpec) -> Result<(), StoreError> {
+        if self.live || !self.table_columns(spec.name)?.is_empty() {
+            return Ok(());
+        }
+        let mut row = RowMap::new();
+        for c in spec.pk {
+            row.insert((*c).to_owned(), Value::Null);
+        }
+        if let Some(c) = spec.owner_column() {
+            row.insert(c.to_owned(), Value::Null);
+        }
+        if spec.owner == Owner::Installer {
+            row.insert("install_scope".into(), Value::Null);
+        }
+        if spec.name == "settings" {
+            row.insert("value".into(), Value::Null);
+            row.insert("updated_at".into(), Value::Null);
+        }
+        self.ensure_table(spec.name, spec.pk, &row).map(|_| ())
+    }
+
     fn get_row(&mut self, table: &str, pk: &str, id: &Value) -> Result<Option<RowMap>, StoreError> {
         let cols = self.table_columns(table)?;
         if cols.is_empty() || !cols.iter().any(|c| c == pk) {
@@ -432,11 +530,30 @@ impl Sink for SqliteStore {
         if cols.is_empty() {
             return Ok(false);
         }
-        let cond: Vec<String> = spec.pk.iter().enumerate().map(|(i, c)| format!("{} IS ?{}", q(c), i + 1)).collect();
-        let query = format!("SELECT 1 FROM {} WHERE {}", q(spec.name), cond.join(" AND "));
-        let params: Vec<SqlValue> = spec.pk.iter().map(|c| row.get(*c).map(to_sql).unwrap_or(SqlValue::Null)).collect();
-        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("checking a row"))?;
-        let found = stmt.query_row(params_from_iter(params), |_| Ok(())).optional().map_err(sql("checking a row"))?;
+        let cond: Vec<String> = spec
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} IS ?{}", q(c), i + 1))
+            .collect();
+        let query = format!(
+            "SELECT 1 FROM {} WHERE {}",
+            q(spec.name),
+            cond.join(" AND ")
+        );
+        let params: Vec<SqlValue> = spec
+            .pk
+            .iter()
+            .map(|c| row.get(*c).map(to_sql).unwrap_or(SqlValue::Null))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached(&query)
+            .map_err(sql("checking a row"))?;
+        let found = stmt
+            .query_row(params_from_iter(params), |_| Ok(()))
+            .optional()
+            .map_err(sql("checking a row"))?;
         Ok(found.is_some())
     }
 
@@ -450,23 +567,49 @@ impl Sink for SqliteStore {
         let query = format!(
             "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
             q(spec.name),
-            used.iter().map(|(k, _)| q(k)).collect::<Vec<_>>().join(", "),
-            (1..=used.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+            used.iter()
+                .map(|(k, _)| q(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=used.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("preparing an insert"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&query)
+            .map_err(sql("preparing an insert"))?;
         let n = stmt
             .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
             .map_err(|e| StoreError::with_source(format!("inserting into {}", spec.name), e))?;
-        Ok(if n == 1 { InsertOutcome::Inserted } else { InsertOutcome::Skipped })
+        Ok(if n == 1 {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Skipped
+        })
     }
 
-    fn set_column(&mut self, table: &str, id: &str, column: &str, value: Value) -> Result<bool, StoreError> {
-        let Some(spec) = domain::table(table) else { return Ok(false) };
+    fn set_column(
+        &mut self,
+        table: &str,
+        id: &str,
+        column: &str,
+        value: Value,
+    ) -> Result<bool, StoreError> {
+        let Some(spec) = domain::table(table) else {
+            return Ok(false);
+        };
         let cols = self.table_columns(table)?;
         if !cols.iter().any(|c| c == column) {
             return Ok(false);
         }
-        let query = format!("UPDATE {} SET {} = ?2 WHERE id = ?3 AND {}", q(table), q(column), self.owner_filter(spec));
+        let query = format!(
+            "UPDATE {} SET {} = ?2 WHERE id = ?3 AND {}",
+            q(table),
+            q(column),
+            self.owner_filter(spec)
+        );
         let n = self
             .conn
             .execute(&query, rusqlite::params![self.user, to_sql(&value), id])
@@ -479,9 +622,11 @@ impl Sink for SqliteStore {
             return Ok(None);
         }
         self.conn
-            .query_row("SELECT value FROM settings WHERE key = ?1 AND user_id = ?2", [key, &self.user], |r| {
-                Ok(to_json(r.get_ref(0)?))
-            })
+            .query_row(
+                "SELECT value FROM settings WHERE key = ?1 AND user_id = ?2",
+                [key, &self.user],
+                |r| Ok(to_json(r.get_ref(0)?)),
+            )
             .optional()
             .map(|v| v.map(|v| domain::setting_text(&v)))
             .map_err(sql("reading a setting"))
@@ -503,20 +648,32 @@ impl Sink for SqliteStore {
         Ok(())
     }
 
-    fn clear_dangling(&mut self, spec: &TableSpec, column: &str, parent: &str) -> Result<u64, StoreError> {
+    fn clear_dangling(
+        &mut self,
+        spec: &TableSpec,
+        column: &str,
+        parent: &str,
+    ) -> Result<u64, StoreError> {
         let cols = self.table_columns(spec.name)?;
         if !cols.iter().any(|c| c == column) {
             return Ok(0);
         }
         let parent_exists = !self.table_columns(parent)?.is_empty();
-        let missing = if parent_exists { format!("NOT IN (SELECT id FROM {})", q(parent)) } else { "IS NOT NULL".into() };
+        let missing = if parent_exists {
+            format!("NOT IN (SELECT id FROM {})", q(parent))
+        } else {
+            "IS NOT NULL".into()
+        };
         let query = format!(
             "UPDATE {} SET {c} = NULL WHERE {c} IS NOT NULL AND {c} {missing} AND {}",
             q(spec.name),
             self.owner_filter(spec),
             c = q(column)
         );
-        let n = self.conn.execute(&query, [&self.user]).map_err(sql("clearing dangling references"))?;
+        let n = self
+            .conn
+            .execute(&query, [&self.user])
+            .map_err(sql("clearing dangling references"))?;
         Ok(n as u64)
     }
 
@@ -532,12 +689,17 @@ impl Sink for SqliteStore {
             return Err(StoreError::new("write_file outside a transaction"));
         };
         let tmp = staging.join(format!("{}", self.staged.len()));
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         std::io::copy(data, &mut f)?;
         f.sync_all()?;
         let dest = self.path(path);
         if !dest.starts_with(&self.data_dir) {
-            return Err(StoreError::new(format!("{path} would leave the data directory")));
+            return Err(StoreError::new(format!(
+                "{path} would leave the data directory"
+            )));
         }
         self.staged.push((tmp, dest));
         self.staged_set.insert(path.as_str().to_owned());
@@ -551,7 +713,18 @@ impl Sink for SqliteStore {
     fn insert_vector(&mut self, table: &str, row: &RowMap) -> Result<InsertOutcome, StoreError> {
         let t = vector_table_name(table);
         let mut full = RowMap::new();
-        for k in ["id", "user_id", "source_type", "source_id", "owner_id", "chunk_index", "content", "metadata_json", "updated_at", "vector_b64"] {
+        for k in [
+            "id",
+            "user_id",
+            "source_type",
+            "source_id",
+            "owner_id",
+            "chunk_index",
+            "content",
+            "metadata_json",
+            "updated_at",
+            "vector_b64",
+        ] {
             full.insert(k.into(), row.get(k).cloned().unwrap_or(Value::Null));
         }
         let cols = self.ensure_table(&t, &["id"], &full)?;
@@ -559,35 +732,74 @@ impl Sink for SqliteStore {
         let query = format!(
             "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
             q(&t),
-            used.iter().map(|(k, _)| q(k)).collect::<Vec<_>>().join(", "),
-            (1..=used.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+            used.iter()
+                .map(|(k, _)| q(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=used.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("preparing a vector insert"))?;
-        let n = stmt.execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v)))).map_err(sql("inserting a vector"))?;
-        Ok(if n == 1 { InsertOutcome::Inserted } else { InsertOutcome::Skipped })
+        let mut stmt = self
+            .conn
+            .prepare_cached(&query)
+            .map_err(sql("preparing a vector insert"))?;
+        let n = stmt
+            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
+            .map_err(sql("inserting a vector"))?;
+        Ok(if n == 1 {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Skipped
+        })
     }
 
     fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
         for (table, set) in [
             ("chat_chunks", "vectorized_at = NULL, vector_model = NULL"),
-            ("databank_chunks", "vectorized_at = NULL, vector_model = NULL"),
-            ("memory_consolidations", "vectorized_at = NULL, vector_model = NULL"),
-            ("world_book_entries", "vectorized = 0, vector_index_status = 'not_enabled'"),
+            (
+                "databank_chunks",
+                "vectorized_at = NULL, vector_model = NULL",
+            ),
+            (
+                "memory_consolidations",
+                "vectorized_at = NULL, vector_model = NULL",
+            ),
+            (
+                "world_book_entries",
+                "vectorized = 0, vector_index_status = 'not_enabled'",
+            ),
         ] {
-            let Some(spec) = domain::table(table) else { continue };
+            let Some(spec) = domain::table(table) else {
+                continue;
+            };
             let cols = self.table_columns(table)?;
-            let needed: Vec<&str> = set.split(',').filter_map(|p| p.split('=').next()).map(str::trim).collect();
+            let needed: Vec<&str> = set
+                .split(',')
+                .filter_map(|p| p.split('=').next())
+                .map(str::trim)
+                .collect();
             if cols.is_empty() || !needed.iter().all(|c| cols.iter().any(|x| x == c)) {
                 continue;
             }
-            let query = format!("UPDATE {} SET {set} WHERE {}", q(table), self.owner_filter(spec));
-            self.conn.execute(&query, [&self.user]).map_err(sql("marking chunks for re-vectorisation"))?;
+            let query = format!(
+                "UPDATE {} SET {set} WHERE {}",
+                q(table),
+                self.owner_filter(spec)
+            );
+            self.conn
+                .execute(&query, [&self.user])
+                .map_err(sql("marking chunks for re-vectorisation"))?;
         }
         Ok(())
     }
 
     fn put_secret(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        let (v, iv, tag) = self.identity()?.encrypt(value).map_err(|e| StoreError::with_source("encrypting a secret", e))?;
+        let (v, iv, tag) = self
+            .identity()?
+            .encrypt(value)
+            .map_err(|e| StoreError::with_source("encrypting a secret", e))?;
         self.conn
             .execute(
                 "INSERT INTO secrets (key, encrypted_value, iv, tag, updated_at, user_id) VALUES (?1, ?2, ?3, ?4, unixepoch(), ?5)
@@ -598,10 +810,19 @@ impl Sink for SqliteStore {
         Ok(())
     }
 
-    fn consume_ticket(&mut self, archive_id: &str, _fingerprint: &str, at: i64) -> Result<(u64, Option<i64>), StoreError> {
+    fn consume_ticket(
+        &mut self,
+        archive_id: &str,
+        _fingerprint: &str,
+        at: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
         let prev: Option<(i64, i64)> = self
             .conn
-            .query_row("SELECT uses, consumed_at FROM import_consumed_tickets WHERE archive_id = ?1", [archive_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT uses, consumed_at FROM import_consumed_tickets WHERE archive_id = ?1",
+                [archive_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(sql("reading ticket uses"))?;
         self.conn

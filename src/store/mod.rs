@@ -191,6 +191,13 @@ pub trait Sink {
     /// Whether the store has this table (rows of absent tables are reported, not written).
     fn has_table(&mut self, table: &str) -> Result<bool, StoreError>;
 
+    /// Called before the rows of a table arrive (even when there are
+    /// none), so a store that creates tables on demand can create it.
+    fn prepare_table(&mut self, spec: &TableSpec) -> Result<(), StoreError> {
+        let _ = spec;
+        Ok(())
+    }
+
     /// The row of `table` whose single-column primary key `pk` equals `id`.
     fn get_row(&mut self, table: &str, pk: &str, id: &Value) -> Result<Option<RowMap>, StoreError>;
 

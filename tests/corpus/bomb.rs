@@ -52,7 +52,7 @@ pub fn zeros_stream(matches: usize) -> Vec<u8> {
     w.num(286 - 257, 5); // HLIT
     w.num(0, 5); // HDIST: one distance code
     w.num(18 - 4, 4); // HCLEN: 18 code-length code lengths
-    // Code-length alphabet: 18 -> "0" (1 bit), 1 -> "10", 2 -> "11".
+                      // Code-length alphabet: 18 -> "0" (1 bit), 1 -> "10", 2 -> "11".
     const ORDER: [usize; 18] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
     for sym in ORDER {
         let len = match sym {

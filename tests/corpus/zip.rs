@@ -263,10 +263,7 @@ pub fn build(entries: &[Ent], end: &End) -> Built {
         put32(&mut b, size as u32);
         put32(&mut b, off as u32);
     }
-    put16(
-        &mut b,
-        end.comment_len.unwrap_or(end.comment.len() as u16),
-    );
+    put16(&mut b, end.comment_len.unwrap_or(end.comment.len() as u16));
     b.extend_from_slice(&end.comment);
     out.bytes = b;
     out
