@@ -10,7 +10,6 @@
 //! ```
 
 #[path = "../tests/corpus/mod.rs"]
-#[allow(dead_code, clippy::all)]
 mod corpus;
 
 use std::path::PathBuf;

@@ -36,7 +36,8 @@ fn archive(secrets: Option<(&[u8], &[u8])>, rows: &[&str], files: bool) -> Vec<u
         v.finish().unwrap();
     }
     if files {
-        w.add_file(Bucket::Avatars, "me.png", &b"\x89PNG"[..]).unwrap();
+        w.add_file(Bucket::Avatars, "me.png", &b"\x89PNG"[..])
+            .unwrap();
         w.add_file(Bucket::ThemeAssets, "b1/x.css", &b"a{}"[..])
             .unwrap();
         w.add_file(Bucket::NotificationSounds, "completion.mp3", &b"ID3"[..])
@@ -80,7 +81,10 @@ fn main() {
         "rows-files",
         &archive(
             None,
-            &[r#"{"id":"c1","name":"Hello"}"#, r#"{"id":"c2","n":[1,2,{"x":null}]}"#],
+            &[
+                r#"{"id":"c1","name":"Hello"}"#,
+                r#"{"id":"c2","n":[1,2,{"x":null}]}"#,
+            ],
             true,
         ),
     );

@@ -151,6 +151,31 @@ impl ImportReport {
     }
 }
 
+/// Owners of parent rows looked up during one import (parents are few
+/// compared with their children; bounded by clearing when large).
+#[derive(Default)]
+struct OwnerCache(HashMap<(&'static str, String), Option<String>>);
+
+impl OwnerCache {
+    fn owner<K: Sink + ?Sized>(
+        &mut self,
+        sink: &mut K,
+        table: &'static str,
+        id: &Value,
+    ) -> Result<Option<String>, EngineError> {
+        let key = (table, id.to_string());
+        if let Some(o) = self.0.get(&key) {
+            return Ok(o.clone());
+        }
+        let o = owner_in_sink(sink, table, id, 0)?;
+        if self.0.len() > 65_536 {
+            self.0.clear();
+        }
+        self.0.insert(key, o.clone());
+        Ok(o)
+    }
+}
+
 /// Owner of a row already in the sink, following `Via` chains.
 fn owner_in_sink<K: Sink + ?Sized>(
     sink: &mut K,
@@ -341,6 +366,7 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
     }
 
     let mut databank_paths: HashMap<String, String> = HashMap::new();
+    let mut owners = OwnerCache::default();
     for spec in domain::TABLES {
         if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
             continue;
@@ -391,7 +417,16 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
                 import_setting(sink, &row, dry, now, &mut tr)?;
                 continue;
             }
-            import_row(sink, spec, &mut row, &user, dry, &mut tr, report)?;
+            import_row(
+                sink,
+                spec,
+                &mut row,
+                &user,
+                dry,
+                &mut tr,
+                report,
+                &mut owners,
+            )?;
             if spec.name == "databank_documents" {
                 if let (Some(id), Some(fp)) = (
                     row.get("id").and_then(Value::as_str),
@@ -704,6 +739,7 @@ fn import_setting<K: Sink + ?Sized>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn import_row<K: Sink + ?Sized>(
     sink: &mut K,
     spec: &TableSpec,
@@ -712,6 +748,7 @@ fn import_row<K: Sink + ?Sized>(
     dry: bool,
     tr: &mut TableReport,
     report: &mut ImportReport,
+    owners: &mut OwnerCache,
 ) -> Result<(), EngineError> {
     // Ownership is always the importing user's.
     for col in ["user_id", "installed_by_user_id"] {
@@ -726,13 +763,13 @@ fn import_row<K: Sink + ?Sized>(
         }
     }
     // Never hang a row under another user's data.
-    let mut required: Vec<(&str, &str)> = spec.refs.to_vec();
+    let mut required: Vec<(&str, &'static str)> = spec.refs.to_vec();
     if let Owner::Via { column, parent } = spec.owner {
         required.push((column, parent));
     }
     for (col, parent) in required {
         if let Some(id) = row.get(col).filter(|v| !v.is_null()).cloned() {
-            if let Some(owner) = owner_in_sink(sink, parent, &id, 0)? {
+            if let Some(owner) = owners.owner(sink, parent, &id)? {
                 if owner != user {
                     tr.skipped_foreign += 1;
                     return Ok(());
@@ -742,7 +779,7 @@ fn import_row<K: Sink + ?Sized>(
     }
     for (col, parent) in spec.nullable_refs {
         if let Some(id) = row.get(*col).filter(|v| !v.is_null()).cloned() {
-            if let Some(owner) = owner_in_sink(sink, parent, &id, 0)? {
+            if let Some(owner) = owners.owner(sink, parent, &id)? {
                 if owner != user {
                     row.insert((*col).to_owned(), Value::Null);
                     report.foreign_refs_cleared += 1;

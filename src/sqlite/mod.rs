@@ -275,7 +275,10 @@ impl SqliteStore {
         params: &[&dyn rusqlite::ToSql],
         f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(query).map_err(sql("preparing a read"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(query)
+            .map_err(sql("preparing a read"))?;
         let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let mut rows = stmt.query(params).map_err(sql("reading rows"))?;
         while let Some(r) = rows.next().map_err(sql("reading rows"))? {
@@ -459,6 +462,10 @@ impl Sink for SqliteStore {
         if failure.is_none() {
             if let Err(e) = self.conn.execute_batch("COMMIT; PRAGMA foreign_keys=ON;") {
                 failure = Some(StoreError::with_source("committing", e));
+            } else if !self.live {
+                let _ = self
+                    .conn
+                    .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
             }
         }
         let _ = fs::remove_dir_all(&staging);
@@ -694,7 +701,6 @@ impl Sink for SqliteStore {
             .create_new(true)
             .open(&tmp)?;
         std::io::copy(data, &mut f)?;
-        f.sync_all()?;
         let dest = self.path(path);
         if !dest.starts_with(&self.data_dir) {
             return Err(StoreError::new(format!(
