@@ -517,7 +517,8 @@ mod generated {
         #[test]
         fn export_then_import_restores_generated_accounts((chats, images, settings) in account()) {
             let mut s = MemoryStore::new("u-1");
-            for (id, name) in &chats {
+            for (i, (id, name)) in chats.iter().enumerate() {
+                let id = format!("{i}-{id}");
                 s.put("chats", json!({"id": format!("chat-{id}"), "user_id": "u-1", "name": name, "metadata": "{\"k\":\"ü\"}", "n": 9007199254740993u64}));
                 s.put("messages", json!({"id": format!("msg-{id}"), "chat_id": format!("chat-{id}"), "content": name}));
             }
