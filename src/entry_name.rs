@@ -463,3 +463,97 @@ mod tests {
         assert!(EntryName::parse("files/theme-assets/b").is_err());
     }
 }
+
+/// Tests added from mutation testing (cargo-mutants): each pins a rule
+/// whose mutation no other test noticed.
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+
+    fn rule(raw: &str) -> NameRule {
+        EntryName::parse(raw).unwrap_err().rule
+    }
+
+    #[test]
+    fn bucket_display_is_its_folder_name() {
+        for b in Bucket::ALL {
+            assert_eq!(b.to_string(), b.as_str());
+        }
+        let e = EntryName::parse("files/avatars/a b.png").unwrap_err();
+        assert!(e.to_string().contains("bucket avatars"), "{e}");
+    }
+
+    #[test]
+    fn length_is_counted_in_utf16_units_not_bytes() {
+        // 4,096 UTF-16 units but 8,178 bytes: not too long (it fails the
+        // bucket pattern instead).
+        let at_cap = format!("files/avatars/{}", "é".repeat(4096 - 14));
+        assert_eq!(at_cap.encode_utf16().count(), 4096);
+        assert_eq!(rule(&at_cap), NameRule::BucketPattern(Bucket::Avatars));
+        let over = format!("{at_cap}é");
+        assert_eq!(rule(&over), NameRule::TooLong);
+        // Astral characters count two units each.
+        let astral = format!("files/avatars/{}", "😀".repeat(2041));
+        assert_eq!(astral.encode_utf16().count(), 4096);
+        assert_eq!(rule(&astral), NameRule::BucketPattern(Bucket::Avatars));
+        assert_eq!(rule(&format!("{astral}😀")), NameRule::TooLong);
+        // ASCII at exactly the cap is fine.
+        let ascii = format!("files/avatars/{}", "a".repeat(4096 - 14));
+        assert!(EntryName::parse(&ascii).is_ok());
+    }
+
+    #[test]
+    fn space_is_not_a_control_character() {
+        assert_eq!(
+            rule("files/avatars/a b.png"),
+            NameRule::BucketPattern(Bucket::Avatars)
+        );
+        assert_eq!(
+            rule("files/avatars/a\u{1f}.png"),
+            NameRule::ControlCharacter
+        );
+        assert_eq!(
+            rule("files/avatars/a\u{7f}.png"),
+            NameRule::BucketPattern(Bucket::Avatars)
+        );
+    }
+
+    #[test]
+    fn image_extensions_are_one_to_eight_alphanumerics() {
+        let id = "0123abcd-0000-4000-8000-00000000beef";
+        for ok in ["a", "png", "ABCDEFG8"] {
+            assert!(EntryName::parse(&format!("files/images/{id}.{ok}")).is_ok());
+        }
+        for bad in ["", "abcdefghi", "p-g", "a.b", "pn_"] {
+            assert_eq!(
+                rule(&format!("files/images/{id}.{bad}")),
+                NameRule::BucketPattern(Bucket::Images),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_uuids_are_lowercase_hex() {
+        let good = "0123abcd-0000-4000-8000-00000000beef";
+        assert!(EntryName::parse(&format!("files/images/{good}.png")).is_ok());
+        for bad in [
+            "0123ABCD-0000-4000-8000-00000000beef",
+            "0123abcd-0000-4000-8000-00000000BEEF",
+            "g123abcd-0000-4000-8000-00000000beef",
+            "0123abcd-000z-4000-8000-00000000beef",
+            "0123abcd-0000-4000-8000-00000000bee ",
+        ] {
+            assert_eq!(
+                rule(&format!("files/images/{bad}.png")),
+                NameRule::BucketPattern(Bucket::Images),
+                "{bad}"
+            );
+            assert_eq!(
+                rule(&format!("files/thumbnails/{bad}_thumb_sm_v2.webp")),
+                NameRule::BucketPattern(Bucket::Thumbnails),
+                "{bad}"
+            );
+        }
+    }
+}

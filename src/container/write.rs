@@ -7,8 +7,11 @@
 //! classic record; an entry past 4 GiB (size or offset) gets the 28-byte
 //! ZIP64 extra in its central record only.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
@@ -84,14 +87,111 @@ impl<W: Write> Counting<W> {
     }
 }
 
+/// Input bytes per independently compressed deflate segment.
+pub const CHUNK: usize = 1 << 20;
+
+/// Compresses one segment of a deflate stream: a full flush (byte-aligned,
+/// not final) unless it is the last segment. Segments compressed this way
+/// concatenate into one valid raw deflate stream, so they can be made in
+/// parallel; the result depends only on the bytes, never on the threads.
+pub fn deflate_segment(level: u32, data: &[u8], last: bool) -> Vec<u8> {
+    let mut c = Compress::new(Compression::new(level.min(9)), false);
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 1024);
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Full
+    };
+    let mut input = data;
+    loop {
+        let before = c.total_in();
+        let status = c.compress_vec(input, &mut out, flush);
+        input = &input[(c.total_in() - before) as usize..];
+        let done = match status {
+            Ok(Status::StreamEnd) => true,
+            Ok(_) => !last && input.is_empty() && out.len() < out.capacity(),
+            Err(_) => true, // cannot happen with a valid level; ends the loop
+        };
+        if done {
+            return out;
+        }
+        out.reserve(out.capacity().max(64 * 1024));
+    }
+}
+
+struct Job {
+    seq: u64,
+    level: u32,
+    data: Vec<u8>,
+    last: bool,
+}
+
+/// Worker threads compressing segments.
+struct Pool {
+    jobs: Option<Sender<Job>>,
+    results: Receiver<(u64, Vec<u8>)>,
+    workers: Vec<JoinHandle<()>>,
+    size: usize,
+}
+
+impl Pool {
+    fn new(size: usize) -> Pool {
+        let (jtx, jrx) = mpsc::channel::<Job>();
+        let (rtx, rrx) = mpsc::channel();
+        let shared = Arc::new(Mutex::new(jrx));
+        let workers = (0..size)
+            .map(|_| {
+                let rx = Arc::clone(&shared);
+                let tx = rtx.clone();
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let out = deflate_segment(job.level, &job.data, job.last);
+                    if tx.send((job.seq, out)).is_err() {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            jobs: Some(jtx),
+            results: rrx,
+            workers,
+            size,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// In-order assembly of compressed segments for the open entry.
+#[derive(Default)]
+struct Segments {
+    next_submit: u64,
+    next_write: u64,
+    ready: BTreeMap<u64, Vec<u8>>,
+}
+
 /// A one-pass ZIP writer over any `Write`.
 pub struct ZipWriter<W: Write> {
     out: Counting<W>,
     central: Vec<CentralRecord>,
     names: HashSet<String>,
     open: Option<Open>,
-    compress: Option<(u32, Compress)>,
-    buf: Vec<u8>,
+    pending: Vec<u8>,
+    segments: Segments,
+    pool: Option<Pool>,
+    threads: usize,
     poisoned: bool,
     entries_written: u64,
 }
@@ -104,11 +204,21 @@ impl<W: Write> ZipWriter<W> {
             central: Vec::new(),
             names: HashSet::new(),
             open: None,
-            compress: None,
-            buf: Vec::with_capacity(128 * 1024),
+            pending: Vec::new(),
+            segments: Segments::default(),
+            pool: None,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
             poisoned: false,
             entries_written: 0,
         }
+    }
+
+    /// Sets how many threads compress deflated entries (1: on the calling
+    /// thread). The output bytes do not depend on it.
+    pub fn set_threads(&mut self, n: usize) {
+        self.threads = n.max(1);
     }
 
     /// Bytes written so far.
@@ -158,11 +268,9 @@ impl<W: Write> ZipWriter<W> {
             uncompressed: 0,
             compressed: 0,
         });
-        if let Method::Deflated(level) = opts.method {
-            match &mut self.compress {
-                Some((l, c)) if *l == level => c.reset(),
-                slot => *slot = Some((level, Compress::new(Compression::new(level.min(9)), false))),
-            }
+        if let Method::Deflated(_) = opts.method {
+            self.pending.clear();
+            self.segments = Segments::default();
             // Deflated entries always carry a descriptor, even when empty.
             self.write_local_header(true)?;
         }
@@ -222,39 +330,90 @@ impl<W: Write> ZipWriter<W> {
                 let r = self.out.put(data);
                 self.check(r)
             }
-            Method::Deflated(_) => self.deflate(data, FlushCompress::None),
+            Method::Deflated(_) => self.deflate(data, false),
         }
     }
 
-    fn deflate(&mut self, mut input: &[u8], flush: FlushCompress) -> Result<(), ContainerError> {
-        let Some((_, c)) = self.compress.as_mut() else {
-            return Err(ContainerError::WriterState("no compressor"));
+    fn deflate(&mut self, mut input: &[u8], finish: bool) -> Result<(), ContainerError> {
+        let level = match self.open.as_ref().map(|o| o.opts.method) {
+            Some(Method::Deflated(l)) => l,
+            _ => return Err(ContainerError::WriterState("no deflated entry is open")),
         };
-        loop {
-            self.buf.clear();
-            let before_in = c.total_in();
-            let status = c
-                .compress_vec(input, &mut self.buf, flush)
-                .map_err(|e| ContainerError::Io(io::Error::other(e)))?;
-            let used = (c.total_in() - before_in) as usize;
-            input = &input[used..];
-            if !self.buf.is_empty() {
-                if let Some(o) = self.open.as_mut() {
-                    o.compressed += self.buf.len() as u64;
-                }
-                let r = self.out.inner.write_all(&self.buf);
-                self.out.pos += self.buf.len() as u64;
-                if let Err(e) = r {
-                    self.poisoned = true;
-                    return Err(ContainerError::Io(e));
-                }
+        while !input.is_empty() {
+            let room = CHUNK - self.pending.len();
+            let take = room.min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() == CHUNK {
+                let data = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+                self.submit(level, data, false)?;
             }
-            let finished = matches!(status, Status::StreamEnd);
-            let buf_full = self.buf.len() == self.buf.capacity();
-            match flush {
-                FlushCompress::Finish if !finished => continue,
-                _ if !input.is_empty() || buf_full => continue,
-                _ => return Ok(()),
+        }
+        if finish {
+            let data = std::mem::take(&mut self.pending);
+            self.submit(level, data, true)?;
+            self.drain(0)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses a segment (on a worker when there are several threads and
+    /// the entry spans more than one segment) and writes what is ready.
+    fn submit(&mut self, level: u32, data: Vec<u8>, last: bool) -> Result<(), ContainerError> {
+        let seq = self.segments.next_submit;
+        self.segments.next_submit += 1;
+        let inline = self.threads <= 1 || (last && seq == 0);
+        if inline {
+            let out = deflate_segment(level, &data, last);
+            self.segments.ready.insert(seq, out);
+        } else {
+            if self.pool.is_none() {
+                self.pool = Some(Pool::new(self.threads));
+            }
+            let Some(pool) = self.pool.as_ref() else {
+                return Err(ContainerError::WriterState("no compression pool"));
+            };
+            let sent = pool.jobs.as_ref().map(|tx| {
+                tx.send(Job {
+                    seq,
+                    level,
+                    data,
+                    last,
+                })
+            });
+            if !matches!(sent, Some(Ok(()))) {
+                return Err(ContainerError::WriterState("compression worker stopped"));
+            }
+        }
+        let limit = self.pool.as_ref().map(|p| 2 * p.size).unwrap_or(0) as u64;
+        self.drain(limit)
+    }
+
+    /// Writes ready segments in order until at most `in_flight` remain unwritten.
+    fn drain(&mut self, in_flight: u64) -> Result<(), ContainerError> {
+        loop {
+            while let Some(out) = self.segments.ready.remove(&self.segments.next_write) {
+                self.segments.next_write += 1;
+                if let Some(o) = self.open.as_mut() {
+                    o.compressed += out.len() as u64;
+                }
+                let r = self.out.put(&out);
+                self.check(r)?;
+            }
+            if self.segments.next_submit - self.segments.next_write <= in_flight {
+                return Ok(());
+            }
+            let Some(pool) = self.pool.as_ref() else {
+                return Err(ContainerError::WriterState("segments missing with no pool"));
+            };
+            match pool.results.recv() {
+                Ok((seq, out)) => {
+                    self.segments.ready.insert(seq, out);
+                }
+                Err(_) => {
+                    self.poisoned = true;
+                    return Err(ContainerError::WriterState("compression worker stopped"));
+                }
             }
         }
     }
@@ -272,7 +431,7 @@ impl<W: Write> ZipWriter<W> {
             }
         };
         if matches!(method, Method::Deflated(_)) {
-            self.deflate(&[], FlushCompress::Finish)?;
+            self.deflate(&[], true)?;
         }
         if !header_written {
             self.write_local_header(false)?;

@@ -246,7 +246,10 @@ fn to_json(v: ValueRef<'_>) -> Value {
                     .unwrap_or(Value::Null)
             }
         }
-        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => Value::String(match std::str::from_utf8(t) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
         ValueRef::Blob(b) => Value::String(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             b,
