@@ -534,6 +534,20 @@ mod mutation_tests {
     }
 
     #[test]
+    fn theme_assets_check_bundle_and_path() {
+        assert!(EntryName::parse("files/theme-assets/b1/x.css").is_ok());
+        for bad in ["b@d/x.css", "b1/x@.css", "b d/x.css", "b1/x .css"] {
+            assert_eq!(
+                rule(&format!("files/theme-assets/{bad}")),
+                NameRule::BucketPattern(Bucket::ThemeAssets),
+                "{bad}"
+            );
+        }
+        assert!(!is_theme_asset_name("b1/"));
+        assert!(!is_theme_asset_name("/x.css"));
+    }
+
+    #[test]
     fn image_uuids_are_lowercase_hex() {
         let good = "0123abcd-0000-4000-8000-00000000beef";
         assert!(EntryName::parse(&format!("files/images/{good}.png")).is_ok());

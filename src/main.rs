@@ -1209,7 +1209,7 @@ fn cmd_import(cli: &Cli, archive: &Path, o: &ImportArgs<'_>) -> Result<u8, Failu
     finish_import(cli, o, &mut a, &mut store, ticket)
 }
 
-fn finish_import<R: std::io::Read + std::io::Seek, K: lvbak::store::Sink>(
+fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>(
     cli: &Cli,
     o: &ImportArgs<'_>,
     a: &mut Archive<R>,

@@ -28,7 +28,7 @@ fn open(dir: &std::path::Path, name: &str) -> Archive<BufReader<File>> {
 }
 
 fn run(
-    a: &mut Archive<impl std::io::Read + std::io::Seek>,
+    a: &mut Archive<impl std::io::Read + std::io::Seek + Send>,
     s: &mut MemoryStore,
     o: &ImportOptions,
 ) -> Result<ImportReport, EngineError> {

@@ -237,7 +237,7 @@ fn rewrite_vector_id(id: &str, user: &str) -> String {
 /// any error or cancellation the sink is rolled back and left exactly as
 /// it was. A ticket error with policy `cancel` stops before anything is
 /// written. With `dry_run`, nothing is written and the report is the plan.
-pub fn import<R: Read + Seek, K: Sink + ?Sized>(
+pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
     archive: &mut Archive<R>,
     sink: &mut K,
     opts: &ImportOptions,
@@ -319,7 +319,7 @@ pub fn import<R: Read + Seek, K: Sink + ?Sized>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<R: Read + Seek, K: Sink + ?Sized>(
+fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     archive: &mut Archive<R>,
     sink: &mut K,
     opts: &ImportOptions,
@@ -391,19 +391,13 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
             sink.prepare_table(spec)
                 .map_err(store(format!("preparing table {}", spec.name)))?;
         }
-        let mut rows = archive.rows(spec.name)?;
-        while let Some((line, text)) = rows.next_line()? {
+        let mut consume = |line: u64, mut row: RowMap| -> Result<(), EngineError> {
             tr.rows += 1;
             p.rows_done += 1;
             if p.rows_done % 1024 == 0 {
                 cancel.check()?;
                 progress(&p);
             }
-            let mut row: RowMap = serde_json::from_str(text).map_err(|e| EngineError::Row {
-                table: spec.name.to_owned(),
-                line,
-                message: format!("not a JSON object lvbak can read: {e}"),
-            })?;
             if let Some((k, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
                 if spec.name != "settings" || k != "value" {
                     return Err(EngineError::Row {
@@ -414,8 +408,7 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
                 }
             }
             if spec.name == "settings" {
-                import_setting(sink, &row, dry, now, &mut tr)?;
-                continue;
+                return import_setting(sink, &row, dry, now, &mut tr);
             }
             import_row(
                 sink,
@@ -435,8 +428,9 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
                     databank_paths.insert(id.to_owned(), fp.to_owned());
                 }
             }
-        }
-        drop(rows);
+            Ok(())
+        };
+        read_rows_pipelined(archive, spec.name, &mut consume)?;
         p.entries_done += 1;
         report.tables.push(tr);
     }
@@ -668,6 +662,95 @@ fn run<R: Read + Seek, K: Sink + ?Sized>(
     p.phase = "commit";
     progress(&p);
     Ok(())
+}
+
+/// Reads, inflates, checks and parses a table's rows on a second thread
+/// while the caller's thread writes them to the sink: the two halves of an
+/// import overlap on two cores. Batches are bounded (256 rows or 1 MiB of
+/// text) and at most four are in flight, so memory stays flat.
+fn read_rows_pipelined<R: Read + Seek + Send>(
+    archive: &mut Archive<R>,
+    table: &str,
+    consume: &mut dyn FnMut(u64, RowMap) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    type Batch = Result<Vec<(u64, RowMap)>, EngineError>;
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let producer = sc.spawn(move || {
+            let mut rows = match archive.rows(table) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let mut batch = Vec::with_capacity(256);
+            let mut bytes = 0usize;
+            loop {
+                match rows.next_line() {
+                    Ok(Some((line, text))) => {
+                        bytes += text.len();
+                        match serde_json::from_str::<RowMap>(text) {
+                            Ok(row) => batch.push((line, row)),
+                            Err(e) => {
+                                let _ = tx.send(Err(EngineError::Row {
+                                    table: table.to_owned(),
+                                    line,
+                                    message: format!("not a JSON object lvbak can read: {e}"),
+                                }));
+                                return;
+                            }
+                        }
+                        if batch.len() >= 256 || bytes >= 1 << 20 {
+                            bytes = 0;
+                            if tx
+                                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(256))))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(batch));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut result = Ok(());
+        'outer: for msg in rx.iter() {
+            match msg {
+                Ok(batch) => {
+                    for (line, row) in batch {
+                        if let Err(e) = consume(line, row) {
+                            result = Err(e);
+                            break 'outer;
+                        }
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        if producer.join().is_err() && result.is_ok() {
+            result = Err(EngineError::Row {
+                table: table.to_owned(),
+                line: 0,
+                message: "the reading thread failed".into(),
+            });
+        }
+        result
+    })
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
