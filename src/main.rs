@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use lvbak::archive::{verify_with_progress, Depth};
+use lvbak::archive::Depth;
 use lvbak::envelope::{EnvelopeVersion, Ticket};
 use lvbak::repack::{RepackOptions, SecretsAction};
 use lvbak::{Archive, ArchiveError, Limits, WriteOptions};
@@ -262,13 +262,24 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             ticket,
         } => {
             let depth = if *deep { Depth::Deep } else { Depth::Fast };
-            let f = open_file(archive)?;
+            if !archive.is_file() {
+                return Err(Failure::Io(format!(
+                    "cannot open {}: no such file",
+                    archive.display()
+                )));
+            }
             let pb = bar(cli, 0, "verifying");
-            let report = verify_with_progress(f, limits(cli), depth, &mut |done, total, bytes| {
-                pb.set_length(total);
-                pb.set_position(done);
-                pb.set_message(format!("verifying ({})", indicatif::HumanBytes(bytes)));
-            });
+            let report = lvbak::archive::verify_path(
+                archive,
+                limits(cli),
+                depth,
+                0,
+                &mut |done, total, bytes| {
+                    pb.set_length(total);
+                    pb.set_position(done);
+                    pb.set_message(format!("verifying ({})", indicatif::HumanBytes(bytes)));
+                },
+            );
             pb.finish_and_clear();
             let mut ok = report.is_ok();
             let secrets = match ticket {

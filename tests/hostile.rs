@@ -511,3 +511,32 @@ fn a_high_ratio_bomb_stops_at_the_declared_size() {
     );
     let _ = l.cd_offset;
 }
+
+#[test]
+fn parallel_deep_verify_reports_what_the_sequential_one_does() {
+    let b0 = good(true);
+    let l = layout(&b0);
+    let mut b = b0.clone();
+    for name in ["files/avatars/a.png", "files/avatars/b.png"] {
+        let (_, local, _) = find(&l, name).clone();
+        b[local + 30 + name.len()] ^= 0xff;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, bytes) in [b0, b].iter().enumerate() {
+        let p = tmp.path().join(format!("{i}.lvbak"));
+        std::fs::write(&p, bytes).unwrap();
+        let seq = verify(Cursor::new(&bytes[..]), Limits::default(), Depth::Deep);
+        for threads in [1, 2, 3] {
+            let par = lvbak::archive::verify_path(
+                &p,
+                Limits::default(),
+                Depth::Deep,
+                threads,
+                &mut |_, _, _| {},
+            );
+            assert_eq!(par.problems, seq.problems, "threads {threads}");
+            assert_eq!(par.bytes_checked, seq.bytes_checked);
+        }
+        assert_eq!(seq.is_ok(), i == 0);
+    }
+}

@@ -6,7 +6,7 @@ mod verify;
 mod writer;
 
 pub use reader::{Archive, Entry, Row, Rows};
-pub use verify::{verify, verify_with_progress, Depth, Problem, ProgressFn, Report};
+pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};
 pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
 
 use crate::container::ContainerError;

@@ -108,7 +108,130 @@ pub fn verify_with_progress<R: Read + Seek>(
     if depth == Depth::Fast {
         return report;
     }
-    // Digest coverage: with an lvbak field, every entry but the trailer must be listed.
+    report.problems.extend(digest_coverage(&archive));
+    let total = archive.entries().len() as u64;
+    for i in 0..archive.entries().len() {
+        let e = archive.entries()[i].clone();
+        match deep_entry(&mut archive, i, &e.name) {
+            Ok(n) => report.bytes_checked += n,
+            Err(err) => report.problems.push((&err).into()),
+        }
+        // Descriptor agreement (the server never looks; a lie is reported).
+        if let Some(p) = descriptor_problem(&mut archive, &e) {
+            report.problems.push(p);
+        }
+        progress(i as u64 + 1, total, report.bytes_checked);
+    }
+    report
+}
+
+/// [`verify`] of a file on disk, with the deep checks spread over
+/// `threads` threads (0: one per core, at most 4), each with its own file
+/// handle. Problems are reported in central-directory order, whatever the
+/// thread count. `progress` is called from the calling thread.
+pub fn verify_path(
+    path: &std::path::Path,
+    limits: Limits,
+    depth: Depth,
+    threads: usize,
+    progress: ProgressFn<'_>,
+) -> Report {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let open =
+        || std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(256 * 1024, f));
+    let first = match open() {
+        Ok(f) => f,
+        Err(e) => {
+            return Report {
+                depth,
+                entries: 0,
+                bytes_checked: 0,
+                problems: vec![(&ArchiveError::from(ContainerError::Io(e))).into()],
+            }
+        }
+    };
+    let threads = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get().min(4))
+            .unwrap_or(1)
+    } else {
+        threads
+    };
+    if depth == Depth::Fast || threads <= 1 {
+        return verify_with_progress(first, limits, depth, progress);
+    }
+    // Fast part (and the digest coverage check) on this thread.
+    let mut report = verify_with_progress(first, limits.clone(), Depth::Fast, &mut |_, _, _| {});
+    report.depth = Depth::Deep;
+    let mut reader = match open() {
+        Ok(f) => f,
+        Err(_) => return report,
+    };
+    let Ok(cd) = CentralDirectory::read(&mut reader, &limits) else {
+        return report;
+    };
+    let (entries, _) = index_entries(&cd, &limits);
+    let (archive, _) =
+        Archive::from_parts_lenient(&mut reader, cd.file_len, entries.clone(), limits.clone());
+    report.problems.extend(digest_coverage(&archive));
+    // Largest entries first, dealt round-robin.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(entries[i].central.uncompressed_size));
+    let total = entries.len() as u64;
+    let done = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let mut found: Vec<(usize, Problem)> = Vec::new();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<usize> = order.iter().copied().skip(t).step_by(threads).collect();
+                let entries = entries.clone();
+                let limits = limits.clone();
+                let (done, bytes) = (&done, &bytes);
+                sc.spawn(move || {
+                    let mut out = Vec::new();
+                    let Ok(f) = open() else { return out };
+                    let (mut a, _) = Archive::from_parts_lenient(f, cd.file_len, entries, limits);
+                    for i in mine {
+                        let e = a.entries()[i].clone();
+                        match deep_entry(&mut a, i, &e.name) {
+                            Ok(n) => {
+                                bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(err) => out.push((i, (&err).into())),
+                        }
+                        if let Some(p) = descriptor_problem(&mut a, &e) {
+                            out.push((i, p));
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out
+                })
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            progress(
+                done.load(Ordering::Relaxed),
+                total,
+                bytes.load(Ordering::Relaxed),
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for h in handles {
+            if let Ok(v) = h.join() {
+                found.extend(v);
+            }
+        }
+    });
+    found.sort_by_key(|(i, _)| *i);
+    report.problems.extend(found.into_iter().map(|(_, p)| p));
+    report.bytes_checked = bytes.load(Ordering::Relaxed);
+    progress(total, total, report.bytes_checked);
+    report
+}
+
+fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
+    let mut out = Vec::new();
     if let Some(l) = archive.trailer().and_then(|t| t.lvbak.as_ref()) {
         let listed: HashSet<&str> = l.sha256.iter().map(|(k, _)| k.as_str()).collect();
         let present: HashSet<String> = archive
@@ -119,7 +242,7 @@ pub fn verify_with_progress<R: Read + Seek>(
         for e in archive.entries() {
             let n = e.name.to_string();
             if e.name != EntryName::Trailer && !listed.contains(n.as_str()) {
-                report.problems.push(Problem {
+                out.push(Problem {
                     entry: Some(n),
                     code: "digest_missing",
                     message:
@@ -128,40 +251,31 @@ pub fn verify_with_progress<R: Read + Seek>(
                 });
             }
         }
-        for k in listed {
-            if !present.contains(k) {
-                report.problems.push(Problem {
-                    entry: Some(k.to_owned()),
-                    code: "entry_missing",
-                    message: "the trailer records a digest for an entry that is not in the archive"
-                        .into(),
-                });
-            }
+        let mut extra: Vec<&str> = listed
+            .into_iter()
+            .filter(|k| !present.contains(*k))
+            .collect();
+        extra.sort();
+        for k in extra {
+            out.push(Problem {
+                entry: Some(k.to_owned()),
+                code: "entry_missing",
+                message: "the trailer records a digest for an entry that is not in the archive"
+                    .into(),
+            });
         }
     }
-    let total = archive.entries().len() as u64;
-    for i in 0..archive.entries().len() {
-        let e = archive.entries()[i].clone();
-        match deep_entry(&mut archive, i, &e.name) {
-            Ok(n) => report.bytes_checked += n,
-            Err(err) => report.problems.push((&err).into()),
+    out
+}
+
+fn descriptor_problem<R: Read + Seek>(a: &mut Archive<R>, e: &super::Entry) -> Option<Problem> {
+    let r = a.reader_mut();
+    match check_local(r, &e.central).and_then(|info| check_descriptor(r, &e.central, info)) {
+        Err(err @ (ContainerError::DescriptorMismatch { .. } | ContainerError::Record { .. })) => {
+            Some((&ArchiveError::from(err)).into())
         }
-        // Descriptor agreement (the server never looks; a lie is reported).
-        let desc = {
-            let r = archive.reader_mut();
-            check_local(r, &e.central).and_then(|info| check_descriptor(r, &e.central, info))
-        };
-        if let Err(err) = desc {
-            if matches!(
-                err,
-                ContainerError::DescriptorMismatch { .. } | ContainerError::Record { .. }
-            ) {
-                report.problems.push((&ArchiveError::from(err)).into());
-            }
-        }
-        progress(i as u64 + 1, total, report.bytes_checked);
+        _ => None,
     }
-    report
 }
 
 fn deep_entry<R: Read + Seek>(
