@@ -580,3 +580,74 @@ mod tests {
         assert_eq!(back.counts, vec![("chats".to_string(), 3)]);
     }
 }
+
+/// Tests added from mutation testing (cargo-mutants): each pins a rule
+/// whose mutation no other test noticed.
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Manifest {
+        let text = format!(r#"{{"schemaVersion":1,"producer":"lumiverse"{extra}}}"#);
+        Manifest::parse(text.as_bytes(), 128).unwrap()
+    }
+
+    #[test]
+    fn truthiness_follows_javascript() {
+        for (v, want) in [
+            ("1", true),
+            ("-0.5", true),
+            ("0", false),
+            ("0.0", false),
+            ("\"\"", false),
+            ("\"0\"", true),
+            ("null", false),
+            ("false", false),
+            ("true", true),
+            ("[]", true),
+            ("{}", true),
+        ] {
+            let m = parse(&format!(
+                r#","includeVectors":{v},"hasEncryptedSecrets":{v}"#
+            ));
+            assert_eq!(m.include_vectors, want, "{v}");
+            assert_eq!(m.has_encrypted_secrets, want, "{v}");
+        }
+        assert!(!parse("").include_vectors);
+    }
+
+    #[test]
+    fn missing_files_are_read_from_an_array_only() {
+        let m = parse(r#","missingFiles":["/a/b.png",7,null]"#);
+        assert_eq!(m.missing_files, vec!["/a/b.png", "7", "null"]);
+        assert!(parse(r#","missingFiles":"x""#).missing_files.is_empty());
+    }
+
+    #[test]
+    fn depth_check_counts_only_real_nesting() {
+        // Brackets inside strings, escaped quotes, and siblings.
+        assert!(depth_ok(br#"{"a":"[[[[[[[[["}"#, 1));
+        assert!(depth_ok(br#"{"a":"\"[[[[[[[[["}"#, 1));
+        assert!(depth_ok(br#"{"a":"\\","b":1}"#, 1));
+        assert!(!depth_ok(br#"{"a":"\\","b":[1]}"#, 1));
+        assert!(depth_ok(br#"{"a":[[1]],"b":[[2]],"c":[[3]]}"#, 3));
+        assert!(!depth_ok(br#"{"a":[[[1]]]}"#, 3));
+        assert!(depth_ok(b"[]", 1));
+        assert!(!depth_ok(b"[[]]", 1));
+        // End to end: a manifest with deep strings but shallow structure parses.
+        let m = parse(r#","note":"[[[[[[[[[[[[[[[[[[[[","siblings":[[1],[2],[3],[4]]"#);
+        assert!(m.raw.contains_key("note"));
+        assert!(Manifest::parse(
+            br#"{"schemaVersion":1,"producer":"lumiverse","x":[[[1]]]}"#,
+            3
+        )
+        .is_ok());
+        assert_eq!(
+            Manifest::parse(
+                br#"{"schemaVersion":1,"producer":"lumiverse","x":[[[1]]]}"#,
+                2
+            ),
+            Err(ManifestError::TooDeep(2))
+        );
+    }
+}
