@@ -639,15 +639,15 @@ mod mutation_tests {
         assert!(m.raw.contains_key("note"));
         assert!(Manifest::parse(
             br#"{"schemaVersion":1,"producer":"lumiverse","x":[[[1]]]}"#,
-            3
+            4
         )
         .is_ok());
         assert_eq!(
             Manifest::parse(
                 br#"{"schemaVersion":1,"producer":"lumiverse","x":[[[1]]]}"#,
-                2
+                3
             ),
-            Err(ManifestError::TooDeep(2))
+            Err(ManifestError::TooDeep(3))
         );
     }
 }

@@ -473,3 +473,75 @@ fn secrets_travel_between_two_instances_with_their_own_identities() {
     ok(&o);
     let _ = StorePath::for_entry(lvbak::Bucket::Images, "owner-b", "x.png");
 }
+
+#[test]
+fn a_live_schema_keeps_its_fts_triggers_working_and_never_gets_a_null_owner() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = tmp.path().join("instance");
+    make_instance(&inst, "owner-a", &[]);
+    let db = inst.join("lumiverse.db");
+    {
+        let st = SqliteStore::open(&db, &inst, "setup").unwrap();
+        st.connection()
+            .execute_batch(
+                "CREATE TABLE characters (id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT, avatar_path TEXT, image_id TEXT, user_id TEXT);
+                 CREATE VIRTUAL TABLE characters_fts USING fts5(name, description, content='characters', content_rowid='rowid', tokenize='trigram');
+                 CREATE TRIGGER characters_ai AFTER INSERT ON characters BEGIN
+                   INSERT INTO characters_fts(rowid, name, description) VALUES (new.rowid, new.name, new.description);
+                 END;",
+            )
+            .unwrap();
+    }
+    let o = lvbak(&[
+        "import",
+        s(&dir.join("basic.lvbak")),
+        "--db",
+        s(&db),
+        "--user",
+        "owner-a",
+        "--only",
+        "characters",
+        "--json",
+    ]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tables"]["characters"]["inserted"], 3);
+    // Tables the live schema lacks are reported, not created.
+    assert!(
+        v["ignoredTables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"] == "character_gallery"),
+        "{v}"
+    );
+    let st = SqliteStore::open(&db, &inst, "owner-a").unwrap();
+    let c = st.connection();
+    let hits: i64 = c
+        .query_row(
+            "SELECT count(*) FROM characters_fts WHERE characters_fts MATCH 'Character'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hits, 3);
+    let nulls: i64 = c
+        .query_row(
+            "SELECT count(*) FROM characters WHERE user_id IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nulls, 0);
+    let gallery: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'character_gallery'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(gallery, 0);
+}

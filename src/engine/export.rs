@@ -153,6 +153,23 @@ pub fn export<S: Source + ?Sized, W: Write>(
     progress: ProgressFn<'_>,
     cancel: &CancelToken,
 ) -> Result<(W, ExportResult), EngineError> {
+    source
+        .begin_snapshot()
+        .map_err(store("starting a consistent read"))?;
+    let result = export_snapshot(source, out, opts, progress, cancel);
+    let end = source.end_snapshot().map_err(store("ending the read"));
+    let r = result?;
+    end?;
+    Ok(r)
+}
+
+fn export_snapshot<S: Source + ?Sized, W: Write>(
+    source: &mut S,
+    out: W,
+    opts: &ExportOptions,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+) -> Result<(W, ExportResult), EngineError> {
     let all: BTreeSet<DomainId> = DomainId::ALL.into_iter().collect();
     let selected = opts.domains.clone().unwrap_or(all);
     let user = source.user_id().to_owned();

@@ -833,9 +833,10 @@ fn import_row<K: Sink + ?Sized>(
     report: &mut ImportReport,
     owners: &mut OwnerCache,
 ) -> Result<(), EngineError> {
-    // Ownership is always the importing user's.
+    // Ownership is always the importing user's; the owner column is set
+    // even when the archive row lacks it (never a NULL owner).
     for col in ["user_id", "installed_by_user_id"] {
-        if row.contains_key(col) {
+        if row.contains_key(col) || spec.owner_column() == Some(col) {
             row.insert(col.into(), user.into());
         }
     }

@@ -303,6 +303,22 @@ impl Source for SqliteStore {
         &self.user
     }
 
+    fn begin_snapshot(&mut self) -> Result<(), StoreError> {
+        // A deferred transaction whose first read fixes the WAL snapshot.
+        self.conn
+            .execute_batch("BEGIN DEFERRED; SELECT count(*) FROM sqlite_master;")
+            .map_err(sql("starting the read snapshot"))
+    }
+
+    fn end_snapshot(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(sql("ending the read snapshot"))
+    }
+
     fn has_table(&mut self, table: &str) -> Result<bool, StoreError> {
         Ok(!self.table_columns(table)?.is_empty())
     }

@@ -132,6 +132,18 @@ pub trait Source {
     /// The exporting user's id.
     fn user_id(&self) -> &str;
 
+    /// Called before the first read of an export: a store that can should
+    /// start a read transaction here, so the whole archive is one
+    /// consistent snapshot even while its server keeps writing.
+    fn begin_snapshot(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Called after the last read of an export (also after a failure).
+    fn end_snapshot(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether the table exists in this store (absent tables get no entry).
     fn has_table(&mut self, table: &str) -> Result<bool, StoreError>;
 
