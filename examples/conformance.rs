@@ -33,7 +33,7 @@ fn main() -> std::io::Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut written = 0;
     for c in &cases {
-        if c.large && !large {
+        if !c.in_kit || (c.large && !large) {
             continue;
         }
         std::fs::write(out.join(format!("{}.lvbak", c.name)), &c.archive)?;
@@ -45,7 +45,7 @@ fn main() -> std::io::Result<()> {
     std::fs::write(root.join("cases.json"), corpus::cases_json(&cases))?;
     println!(
         "{written} of {} cases written to {} (cases.json refreshed)",
-        cases.len(),
+        cases.iter().filter(|c| c.in_kit).count(),
         out.display()
     );
     Ok(())

@@ -617,6 +617,23 @@ mod mutation_tests {
     }
 
     #[test]
+    fn archive_id_and_secrets_count_are_coerced_like_the_server() {
+        assert_eq!(parse(r#","archiveId":"abc""#).archive_id, "abc");
+        assert_eq!(parse(r#","archiveId":123"#).archive_id, "123");
+        assert_eq!(parse(r#","archiveId":true"#).archive_id, "true");
+        for falsy in ["0", "false", "null", "\"\""] {
+            assert_eq!(
+                parse(&format!(r#","archiveId":{falsy}"#)).archive_id,
+                "",
+                "{falsy}"
+            );
+        }
+        assert_eq!(parse(r#","secretsCount":3"#).secrets_count, 3);
+        assert_eq!(parse(r#","secretsCount":"3""#).secrets_count, 0);
+        assert_eq!(parse("").secrets_count, 0);
+    }
+
+    #[test]
     fn missing_files_are_read_from_an_array_only() {
         let m = parse(r#","missingFiles":["/a/b.png",7,null]"#);
         assert_eq!(m.missing_files, vec!["/a/b.png", "7", "null"]);

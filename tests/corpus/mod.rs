@@ -65,6 +65,10 @@ pub struct Case {
     pub server: &'static str,
     /// Too big for the committed kit (materialised on demand only).
     pub large: bool,
+    /// Listed in the conformance kit. Cases whose bytes depend on lvbak's
+    /// writer (which may change between versions) stay test-only, so the
+    /// kit's pinned digests change only when the generator does.
+    pub in_kit: bool,
 }
 
 // ---------------------------------------------------------------- codes --
@@ -358,6 +362,7 @@ impl Cases {
             expect,
             server,
             large: false,
+            in_kit: true,
         });
     }
     fn last(&mut self) -> &mut Case {
@@ -422,6 +427,7 @@ fn valid(c: &mut Cases) {
         Accept,
         "accept",
     );
+    c.last().in_kit = false;
     let mut unsigned = server_entries();
     for e in &mut unsigned {
         e.descriptor.drain(..4);
@@ -1952,6 +1958,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn cases_json(cases: &[Case]) -> String {
     let list: Vec<Value> = cases
         .iter()
+        .filter(|c| c.in_kit)
         .map(|c| {
             let mut o = serde_json::Map::new();
             o.insert("name".into(), json!(c.name));
