@@ -482,3 +482,60 @@ mod tests {
         );
     }
 }
+
+/// Tests added from mutation testing (cargo-mutants): each pins a
+/// behaviour whose mutation no other test noticed.
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+    use std::io::{BufReader, Read};
+
+    /// A reader that fails with `Interrupted` before every real read.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        interrupt: bool,
+    }
+
+    impl Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            let n = buf.len().min(self.data.len()).min(3);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn interrupted_reads_are_retried() {
+        let data = b"{\"a\":1}\n\n{\"b\":2}\n";
+        let flaky = Flaky {
+            data,
+            interrupt: false,
+        };
+        let mut lines = LineReader::new(BufReader::with_capacity(4, flaky), 64);
+        assert_eq!(lines.next_line().unwrap(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(lines.next_line().unwrap(), Some(&b"{\"b\":2}"[..]));
+        assert_eq!(lines.line_no(), 3);
+        assert_eq!(lines.next_line().unwrap(), None);
+    }
+
+    #[test]
+    fn the_final_line_feed_is_not_a_line() {
+        let mut lines = LineReader::new(&b"{}\n"[..], 64);
+        assert!(lines.next_line().unwrap().is_some());
+        assert_eq!(lines.next_line().unwrap(), None);
+        assert_eq!(lines.line_no(), 1);
+        // Without the final line feed, the same count.
+        let mut lines = LineReader::new(&b"{}\n{}"[..], 64);
+        while lines.next_line().unwrap().is_some() {}
+        assert_eq!(lines.line_no(), 2);
+        // A trailing blank line (two line feeds) is counted like the server's split.
+        let mut lines = LineReader::new(&b"{}\n\n"[..], 64);
+        while lines.next_line().unwrap().is_some() {}
+        assert_eq!(lines.line_no(), 2);
+    }
+}
