@@ -393,7 +393,7 @@ pub fn to_js_pretty(v: &Value) -> Vec<u8> {
 }
 
 /// A parsed `manifest-stats.json`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Trailer {
     /// `counts`: table (or `lancedb:T`) → rows written, in export order.
     pub counts: Vec<(String, u64)>,
@@ -403,6 +403,28 @@ pub struct Trailer {
     pub lvbak: Option<LvbakTrailer>,
     /// The object as stored.
     pub raw: Map<String, Value>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl PartialEq for Trailer {
+    fn eq(&self, other: &Trailer) -> bool {
+        self.counts == other.counts
+            && self.missing_files == other.missing_files
+            && self.lvbak == other.lvbak
+            && self.raw == other.raw
+    }
+}
+
+fn digest_index(l: &Option<LvbakTrailer>) -> std::collections::HashMap<String, usize> {
+    l.as_ref()
+        .map(|l| {
+            l.sha256
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// lvbak's field in the trailer: per-entry SHA-256 digests.
@@ -412,6 +434,17 @@ pub struct LvbakTrailer {
     pub version: u64,
     /// Entry name → SHA-256 of its uncompressed bytes.
     pub sha256: Vec<(String, [u8; 32])>,
+}
+
+impl LvbakTrailer {
+    /// The digest recorded for `entry` (a linear scan; see [`Trailer::digest`]
+    /// for the indexed lookup).
+    pub fn find(&self, entry: &str) -> Option<[u8; 32]> {
+        self.sha256
+            .iter()
+            .find(|(k, _)| k == entry)
+            .map(|(_, d)| *d)
+    }
 }
 
 /// Key of lvbak's field in the trailer.
@@ -426,6 +459,7 @@ impl Trailer {
         Some(Trailer {
             counts: counts_of(raw.get("counts")),
             missing_files: missing_of(raw.get("missingFiles")),
+            index: digest_index(&lvbak),
             lvbak,
             raw,
         })
@@ -460,6 +494,7 @@ impl Trailer {
         Trailer {
             counts,
             missing_files,
+            index: digest_index(&lvbak),
             lvbak,
             raw,
         }
@@ -472,9 +507,11 @@ impl Trailer {
 
     /// The recorded digest of an entry.
     pub fn digest(&self, entry: &str) -> Option<[u8; 32]> {
+        let i = *self.index.get(entry)?;
         self.lvbak
             .as_ref()
-            .and_then(|l| l.sha256.iter().find(|(k, _)| k == entry).map(|(_, d)| *d))
+            .and_then(|l| l.sha256.get(i))
+            .map(|(_, d)| *d)
     }
 }
 
