@@ -298,6 +298,40 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// `INSERT OR IGNORE` of the given columns through a cached statement.
+    fn insert_or_ignore(
+        &mut self,
+        table: &str,
+        used: &[(&String, &Value)],
+    ) -> Result<InsertOutcome, StoreError> {
+        let query = format!(
+            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+            q(table),
+            used.iter()
+                .map(|(k, _)| q(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=used.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&query)
+            .map_err(sql("preparing an insert"))?;
+        let n = stmt
+            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
+            .map_err(|e| StoreError::with_source(format!("inserting into {table}"), e))?;
+        Ok(if n == 1 {
+            InsertOutcome::Inserted
+        } else {
+            InsertOutcome::Skipped
+        })
+    }
+}
+
 impl Source for SqliteStore {
     fn user_id(&self) -> &str {
         &self.user
@@ -590,30 +624,7 @@ impl Sink for SqliteStore {
         if used.is_empty() {
             return Ok(InsertOutcome::Skipped);
         }
-        let query = format!(
-            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
-            q(spec.name),
-            used.iter()
-                .map(|(k, _)| q(k))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=used.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&query)
-            .map_err(sql("preparing an insert"))?;
-        let n = stmt
-            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
-            .map_err(|e| StoreError::with_source(format!("inserting into {}", spec.name), e))?;
-        Ok(if n == 1 {
-            InsertOutcome::Inserted
-        } else {
-            InsertOutcome::Skipped
-        })
+        self.insert_or_ignore(spec.name, &used)
     }
 
     fn set_column(
@@ -754,30 +765,7 @@ impl Sink for SqliteStore {
         }
         let cols = self.ensure_table(&t, &["id"], &full)?;
         let used: Vec<(&String, &Value)> = full.iter().filter(|(k, _)| cols.contains(k)).collect();
-        let query = format!(
-            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
-            q(&t),
-            used.iter()
-                .map(|(k, _)| q(k))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=used.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&query)
-            .map_err(sql("preparing a vector insert"))?;
-        let n = stmt
-            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
-            .map_err(sql("inserting a vector"))?;
-        Ok(if n == 1 {
-            InsertOutcome::Inserted
-        } else {
-            InsertOutcome::Skipped
-        })
+        self.insert_or_ignore(&t, &used)
     }
 
     fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
