@@ -53,6 +53,10 @@ pub struct Limits {
     /// lvbak parses (manifest, trailer, rows). The server has none (its JSON
     /// parser is recursive); 128 keeps every real row and stops stack bombs.
     pub max_json_depth: u32,
+    /// Accept two `files/` entries of one bucket whose names differ only in
+    /// ASCII case (`a.png`, `A.png`). Off by default: restored onto a
+    /// case-insensitive file system, one would silently replace the other.
+    pub allow_case_twins: bool,
 }
 
 impl Default for Limits {
@@ -69,6 +73,7 @@ impl Default for Limits {
             ndjson_line_bytes: 4 * MIB,
             legacy_ndjson_line_bytes: 64 * MIB,
             max_json_depth: 128,
+            allow_case_twins: false,
         }
     }
 }
@@ -89,6 +94,7 @@ impl Limits {
             ndjson_line_bytes: u64::MAX,
             legacy_ndjson_line_bytes: u64::MAX,
             max_json_depth: 1_024,
+            allow_case_twins: true,
         }
     }
 

@@ -540,3 +540,31 @@ fn parallel_deep_verify_reports_what_the_sequential_one_does() {
         assert_eq!(seq.is_ok(), i == 0);
     }
 }
+
+#[test]
+fn case_twins_among_files_are_refused_unless_allowed() {
+    let b = raw(&[
+        ("manifest.json", MANIFEST),
+        ("files/avatars/a.png", b"1"),
+        ("files/avatars/A.png", b"2"),
+    ]);
+    match open(&b).unwrap_err() {
+        ArchiveError::CaseTwin { entry, other } => {
+            assert_eq!(entry, "files/avatars/A.png");
+            assert_eq!(other, "files/avatars/a.png");
+        }
+        e => panic!("{e:?}"),
+    }
+    let allow = Limits {
+        allow_case_twins: true,
+        ..Limits::default()
+    };
+    assert!(Archive::open(Cursor::new(&b[..]), allow).is_ok());
+    // Same letters in different buckets are not twins.
+    let b = raw(&[
+        ("manifest.json", MANIFEST),
+        ("files/avatars/a.png", b"1"),
+        ("files/databank/A.png", b"2"),
+    ]);
+    assert!(open(&b).is_ok());
+}

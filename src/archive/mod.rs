@@ -29,6 +29,14 @@ pub enum ArchiveError {
         /// The name.
         entry: String,
     },
+    /// Two file entries of one bucket whose names differ only in case.
+    #[error("entry {entry} differs from entry {other} only in letter case; on a case-insensitive disk one would replace the other (set Limits::allow_case_twins to read it anyway)")]
+    CaseTwin {
+        /// The later entry.
+        entry: String,
+        /// The earlier one.
+        other: String,
+    },
     /// No `manifest.json`.
     #[error("no manifest.json: not a .lvbak archive")]
     NoManifest,
@@ -109,6 +117,7 @@ impl ArchiveError {
             ArchiveError::Container(c) => c.entry(),
             ArchiveError::Name(n) => Some(&n.name),
             ArchiveError::DuplicateName { entry }
+            | ArchiveError::CaseTwin { entry, .. }
             | ArchiveError::EntryTooLarge { entry, .. }
             | ArchiveError::Line { entry, .. }
             | ArchiveError::Json { entry, .. }
@@ -128,6 +137,7 @@ impl ArchiveError {
             ArchiveError::Container(_) => "container",
             ArchiveError::Name(_) => "bad_name",
             ArchiveError::DuplicateName { .. } => "duplicate_name",
+            ArchiveError::CaseTwin { .. } => "case_twin",
             ArchiveError::NoManifest => "no_manifest",
             ArchiveError::Manifest(_) => "bad_manifest",
             ArchiveError::EntryTooLarge { .. }

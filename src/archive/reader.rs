@@ -69,6 +69,7 @@ pub(crate) fn index_entries(
     let mut problems: Vec<ArchiveError> = Vec::new();
     let mut entries = Vec::with_capacity(cd.entries.len());
     let mut seen: HashMap<EntryName, ()> = HashMap::with_capacity(cd.entries.len());
+    let mut folded: HashMap<String, String> = HashMap::new();
     let mut text = 0u64;
     let mut total = 0u64;
     for c in &cd.entries {
@@ -83,6 +84,17 @@ pub(crate) fn index_entries(
                         entry: name.to_string(),
                     });
                     continue;
+                }
+                if !limits.allow_case_twins && matches!(name, EntryName::File { .. }) {
+                    let canonical = name.to_string();
+                    if let Some(other) =
+                        folded.insert(canonical.to_ascii_lowercase(), canonical.clone())
+                    {
+                        problems.push(ArchiveError::CaseTwin {
+                            entry: canonical,
+                            other,
+                        });
+                    }
                 }
                 entries.push(Entry {
                     name,

@@ -873,7 +873,7 @@ fn duplicates(c: &mut Cases) {
         Reject("duplicate_name"),
         "accept: the first file copy wins",
     );
-    c.add("duplicate", "dup-case-twin", "files/avatars/a.png and files/avatars/A.png: distinct names to lvbak and on case-sensitive disks, one file on case-insensitive ones.", plus(vec![Ent::stored("files/avatars/A.png", b"EVIL")]), Accept, "accept: exclusive create keeps the first copy on a case-insensitive disk");
+    c.add("duplicate", "dup-case-twin", "files/avatars/a.png and files/avatars/A.png: distinct names on case-sensitive disks, one file on case-insensitive ones; lvbak refuses them (Limits::allow_case_twins reads them).", plus(vec![Ent::stored("files/avatars/A.png", b"EVIL")]), Reject("case_twin"), "accept: exclusive create keeps the first copy on a case-insensitive disk");
     c.add(
         "duplicate",
         "dup-manifest",
