@@ -198,3 +198,100 @@ fn conformance_manifest_is_in_sync_with_the_generator() {
         "spec/conformance/cases.json is out of date: run `LVBAK_BLESS=1 cargo test --test corpus conformance` or `cargo run --example conformance`"
     );
 }
+
+/// Every path under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                out.push(
+                    p.strip_prefix(dir)
+                        .map(|r| r.display().to_string())
+                        .unwrap_or_default(),
+                );
+                if p.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Imports every case (those the archive layer opens) into a SQLite store
+/// in a target folder inside a fresh root, then checks the root holds
+/// nothing but that folder, every file inside it is at a path the store
+/// layout allows, and a refused import left the target as it was.
+#[test]
+fn importing_any_case_writes_nothing_outside_its_folder() {
+    use lvbak::engine::{import, CancelToken, ImportOptions};
+    use lvbak::secrets::TicketPolicy;
+    let allowed = [
+        "lumiverse.db",
+        "lumiverse.db-wal",
+        "lumiverse.db-shm",
+        "lumiverse.identity",
+        "images",
+        "avatars",
+        "databank",
+        "theme-assets",
+        "notification-sounds",
+    ];
+    for case in corpus::cases().into_iter().filter(|c| !c.large) {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target");
+        let Ok(mut a) = lvbak::Archive::open(
+            std::io::Cursor::new(case.archive.clone()),
+            lvbak::Limits::default(),
+        ) else {
+            continue;
+        };
+        let mut sink =
+            lvbak::sqlite::SqliteStore::open(&target.join("lumiverse.db"), &target, "importer")
+                .unwrap();
+        let before = walk(&target);
+        let ticket = case
+            .ticket
+            .as_deref()
+            .and_then(|t| lvbak::envelope::Ticket::parse(t).ok());
+        let opts = ImportOptions {
+            ticket,
+            ticket_policy: TicketPolicy::Skip,
+            ..ImportOptions::default()
+        };
+        let result = import(&mut a, &mut sink, &opts, &mut |_| {}, &CancelToken::new());
+        drop(sink);
+        assert_eq!(
+            walk(root.path())
+                .iter()
+                .filter(|p| !p.starts_with("target"))
+                .count(),
+            0,
+            "{}: wrote outside its folder",
+            case.name
+        );
+        let after = walk(&target);
+        for p in &after {
+            let top = p.split('/').next().unwrap_or_default();
+            assert!(allowed.contains(&top), "{}: unexpected path {p}", case.name);
+        }
+        if result.is_err() {
+            let strip = |v: &[String]| {
+                v.iter()
+                    .filter(|p| !p.starts_with("lumiverse.db"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                strip(&before),
+                strip(&after),
+                "{}: a refused import left files",
+                case.name
+            );
+        }
+    }
+}
