@@ -554,3 +554,130 @@ mod generated {
         }
     }
 }
+
+mod hostile_rows {
+    use super::*;
+
+    fn archive(tables: &[(&str, &[&str])]) -> Vec<u8> {
+        let m = lvbak::Manifest::new("55555555-5555-4555-8555-555555555555", 1);
+        let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, WriteOptions::default()).unwrap();
+        for (t, rows) in tables {
+            let mut tw = w.table(t).unwrap();
+            for r in *rows {
+                tw.write_row(r).unwrap();
+            }
+            tw.finish().unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    fn import_bytes(bytes: Vec<u8>, s: &mut MemoryStore) -> Result<ImportReport, EngineError> {
+        run(
+            &mut Archive::open(Cursor::new(bytes), Limits::default()).unwrap(),
+            s,
+            &ImportOptions::default(),
+        )
+    }
+
+    #[test]
+    fn lying_counts_do_not_matter_rows_are_counted_as_read() {
+        // The manifest claims 1,000,000 chats; the table has one.
+        let mut m = lvbak::Manifest::new("55555555-5555-4555-8555-555555555555", 1);
+        m.counts = vec![("chats".into(), 1_000_000)];
+        m.sync_raw();
+        let mut w = lvbak::ArchiveWriter::new(
+            Vec::new(),
+            &m,
+            WriteOptions {
+                digests: false,
+                ..WriteOptions::default()
+            },
+        )
+        .unwrap();
+        let mut t = w.table("chats").unwrap();
+        t.write_row(r#"{"id":"c1","user_id":"x"}"#).unwrap();
+        t.finish().unwrap();
+        let (bytes, _) = w.finish().unwrap();
+        let mut s = MemoryStore::new(ME);
+        let r = import_bytes(bytes, &mut s).unwrap();
+        assert_eq!(r.tables[0].rows, 1);
+        assert_eq!(s.rows("chats").len(), 1);
+    }
+
+    #[test]
+    fn rows_with_wrong_types_are_refused_and_nothing_is_written() {
+        let bytes = archive(&[(
+            "chats",
+            &[
+                r#"{"id":"c1","user_id":"x"}"#,
+                r#"{"id":"c2","user_id":"x","metadata":{"not":"text"}}"#,
+            ],
+        )]);
+        let mut s = MemoryStore::new(ME);
+        let e = import_bytes(bytes, &mut s).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Row { table, line: 2, .. } if table == "chats"),
+            "{e}"
+        );
+        assert_eq!(s.data, MemoryStore::new(ME).data);
+    }
+
+    #[test]
+    fn huge_strings_are_carried_intact() {
+        let big = "é".repeat(1_500_000); // 3 MB of UTF-8, under the 4 MiB line cap
+        let row = format!(r#"{{"id":"m1","chat_id":"c1","content":"{big}"}}"#);
+        let bytes = archive(&[
+            ("chats", &[r#"{"id":"c1","user_id":"x"}"#]),
+            ("messages", &[row.as_str()]),
+        ]);
+        let mut s = MemoryStore::new(ME);
+        import_bytes(bytes, &mut s).unwrap();
+        assert_eq!(
+            s.rows("messages")[0]["content"].as_str().map(str::len),
+            Some(big.len())
+        );
+    }
+
+    #[test]
+    fn dangling_references_are_cleared_and_other_users_ids_rewritten() {
+        let bytes = archive(&[
+            ("presets", &[r#"{"id":"p1","user_id":"victim"}"#]),
+            (
+                "connection_profiles",
+                &[
+                    r#"{"id":"k1","preset_id":"missing-preset","user_id":"victim"}"#,
+                    r#"{"id":"k2","preset_id":"p1","user_id":"victim"}"#,
+                ],
+            ),
+        ]);
+        let mut s = MemoryStore::new(ME);
+        let r = import_bytes(bytes, &mut s).unwrap();
+        assert_eq!(r.dangling_cleared, 1);
+        let by = |id: &str| {
+            s.rows("connection_profiles")
+                .into_iter()
+                .find(|r| r["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(by("k1")["preset_id"], Value::Null);
+        assert_eq!(by("k2")["preset_id"], "p1");
+        for t in ["presets", "connection_profiles"] {
+            assert!(s.rows(t).iter().all(|r| r["user_id"] == ME), "{t}");
+        }
+    }
+
+    #[test]
+    fn tables_outside_the_domains_are_reported_not_imported() {
+        let bytes = archive(&[
+            ("sso_providers", &[r#"{"id":"x","client_secret":"s"}"#]),
+            ("user", &[r#"{"id":"admin","role":"owner"}"#]),
+            ("made_up", &[r#"{"id":1}"#]),
+        ]);
+        let mut s = MemoryStore::new(ME);
+        let r = import_bytes(bytes, &mut s).unwrap();
+        let names: Vec<&str> = r.ignored_tables.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, vec!["made_up", "sso_providers", "user"]);
+        assert!(s.data.tables.is_empty());
+    }
+}
