@@ -38,3 +38,8 @@ pub use archive::{Archive, ArchiveError, ArchiveWriter, Row, WriteOptions};
 pub use entry_name::{Bucket, EntryName};
 pub use limits::Limits;
 pub use manifest::{Manifest, Trailer};
+
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
