@@ -492,6 +492,46 @@ mod tests {
     }
 
     #[test]
+    fn any_single_sentinel_asks_for_zip64() {
+        let base = Eocd {
+            disk: 0,
+            cd_disk: 0,
+            entries_on_disk: 1,
+            entries: 1,
+            cd_size: 46,
+            cd_offset: 100,
+            comment_len: 0,
+        };
+        assert!(!base.wants_zip64());
+        assert!(Eocd {
+            entries: SENTINEL16,
+            ..base
+        }
+        .wants_zip64());
+        assert!(Eocd {
+            cd_size: SENTINEL32,
+            ..base
+        }
+        .wants_zip64());
+        assert!(Eocd {
+            cd_offset: SENTINEL32,
+            ..base
+        }
+        .wants_zip64());
+    }
+
+    #[test]
+    fn an_eocd_filling_the_whole_tail_is_found() {
+        let mut tail = Vec::new();
+        put32(&mut tail, EOCD_SIG);
+        tail.extend_from_slice(&[0; 16]);
+        put16(&mut tail, 0);
+        assert_eq!(tail.len(), EOCD_LEN);
+        assert_eq!(eocd_candidates(&tail), vec![0]);
+        assert!(eocd_candidates(&tail[..EOCD_LEN - 1]).is_empty());
+    }
+
+    #[test]
     fn eocd_candidates_follow_the_comment_rule() {
         let mut tail = vec![0u8; 5];
         let start = tail.len();
