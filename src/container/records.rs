@@ -492,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn descriptors_of_exact_length_parse_with_or_without_signature() {
+        let mut with = Vec::new();
+        put32(&mut with, DESCRIPTOR_SIG);
+        put32(&mut with, 7);
+        put32(&mut with, 5);
+        put32(&mut with, 9);
+        let d = Descriptor {
+            crc32: 7,
+            compressed_size: 5,
+            uncompressed_size: 9,
+        };
+        assert_eq!(parse_descriptor(&with, false), Ok(d));
+        assert_eq!(parse_descriptor(&with[4..], false), Ok(d));
+        assert!(parse_descriptor(&with[..15], false).is_err());
+        assert!(parse_descriptor(&with[4..15], false).is_err());
+        let mut wide = Vec::new();
+        put32(&mut wide, DESCRIPTOR_SIG);
+        put32(&mut wide, 7);
+        put64(&mut wide, 5);
+        put64(&mut wide, 9);
+        assert_eq!(parse_descriptor(&wide, true), Ok(d));
+        assert!(parse_descriptor(&wide[..23], true).is_err());
+    }
+
+    #[test]
     fn any_single_sentinel_asks_for_zip64() {
         let base = Eocd {
             disk: 0,
