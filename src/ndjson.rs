@@ -510,6 +510,16 @@ mod mutation_tests {
     }
 
     #[test]
+    fn last_line_is_the_line_just_returned() {
+        let mut lines = LineReader::new(&b"{\"a\":1}\n\n{}\n"[..], 64);
+        let first = lines.next_line().unwrap().map(<[u8]>::to_vec);
+        assert_eq!(first.as_deref(), Some(lines.last_line()));
+        assert_eq!(lines.last_line(), b"{\"a\":1}");
+        lines.next_line().unwrap();
+        assert_eq!(lines.last_line(), b"{}");
+    }
+
+    #[test]
     fn interrupted_reads_are_retried() {
         let data = b"{\"a\":1}\n\n{\"b\":2}\n";
         let flaky = Flaky {
