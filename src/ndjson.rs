@@ -154,12 +154,9 @@ impl<R: BufRead> LineReader<R> {
                 return Ok(None);
             }
             self.line_no += 1;
+            // A blank line (a line feed ends every line, so the stream's
+            // final `\n` never yields one: `saw_any` was false then).
             if self.buf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-                if self.buf.is_empty() && self.done {
-                    // The final `\n` ends the stream; no phantom blank line.
-                    self.line_no -= 1;
-                    return Ok(None);
-                }
                 continue;
             }
             return Ok(Some(&self.buf));
@@ -507,6 +504,15 @@ mod mutation_tests {
             self.data = &self.data[n..];
             Ok(n)
         }
+    }
+
+    #[test]
+    fn empty_arrays_and_objects_inside_a_row() {
+        assert_eq!(
+            check_line(br#"{"a":[],"b":[[],{}],"c":{},"d":[ ]}"#, 8),
+            Ok(LineKind::Object)
+        );
+        assert!(check_line(br#"{"a":[]}x"#, 8).is_err());
     }
 
     #[test]
