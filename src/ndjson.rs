@@ -507,6 +507,42 @@ mod mutation_tests {
     }
 
     #[test]
+    fn json_syntax_edges() {
+        let ok = [
+            &br#"{"a":"\"\\\/\b\f\n\r\t"}"#[..],
+            br#"{"u":"\u00e9\uD83D\uDE00x"}"#,
+            br#"{"n":[1e+5,-2.5E-3,0.5,10,-0,1E7]}"#,
+            br#"{"s":"","t":"a\"b"}"#,
+        ];
+        for line in ok {
+            assert_eq!(
+                check_line(line, 8),
+                Ok(LineKind::Object),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let bad = [
+            &br#"{"a":"\x"}"#[..],
+            br#"{"a":"\u00zz"}"#,
+            br#"{"a":"\u12"}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":1e}"#,
+            br#"{"a":1e+}"#,
+            br#"{"a":.5}"#,
+            br#"{"a":-}"#,
+            br#"{"a":"unterminated}"#,
+        ];
+        for line in bad {
+            assert!(
+                matches!(check_line(line, 8), Err(LineError::Syntax { .. })),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
     fn empty_arrays_and_objects_inside_a_row() {
         assert_eq!(
             check_line(br#"{"a":[],"b":[[],{}],"c":{},"d":[ ]}"#, 8),
