@@ -514,6 +514,61 @@ pub const NEVER: &[&str] = &[
 /// The vector tables and the domain each `source_type` belongs to.
 pub const VECTOR_TABLES: [&str; 2] = ["embeddings", "embeddings_world_books"];
 
+/// A column value the re-vectorisation reset writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A text value.
+    Text(&'static str),
+}
+
+impl Reset {
+    /// As a JSON value.
+    pub fn to_value(self) -> Value {
+        match self {
+            Reset::Null => Value::Null,
+            Reset::Int(i) => Value::from(i),
+            Reset::Text(t) => Value::from(t),
+        }
+    }
+}
+
+/// What "mark for re-vectorisation" resets in the user's rows when the
+/// embedding configuration differs (FORMAT.md §9).
+pub const REVECTORISE: &[(&str, &[(&str, Reset)])] = &[
+    (
+        "chat_chunks",
+        &[
+            ("vectorized_at", Reset::Null),
+            ("vector_model", Reset::Null),
+        ],
+    ),
+    (
+        "databank_chunks",
+        &[
+            ("vectorized_at", Reset::Null),
+            ("vector_model", Reset::Null),
+        ],
+    ),
+    (
+        "memory_consolidations",
+        &[
+            ("vectorized_at", Reset::Null),
+            ("vector_model", Reset::Null),
+        ],
+    ),
+    (
+        "world_book_entries",
+        &[
+            ("vectorized", Reset::Int(0)),
+            ("vector_index_status", Reset::Text("not_enabled")),
+        ],
+    ),
+];
+
 /// The spec of a table, if lvbak carries it.
 pub fn table(name: &str) -> Option<&'static TableSpec> {
     TABLES.iter().find(|t| t.name == name)

@@ -681,3 +681,54 @@ mod hostile_rows {
         assert!(s.data.tables.is_empty());
     }
 }
+
+/// An archive with vectors on and chunks marked as vectorised.
+fn vectorised_archive() -> Vec<u8> {
+    let mut m = lvbak::Manifest::new("66666666-6666-4666-8666-666666666666", 1);
+    m.include_vectors = true;
+    m.embedding_config.model = Some("some-model".into());
+    m.embedding_config.dimension = Some(4);
+    m.sync_raw();
+    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, lvbak::WriteOptions::default()).unwrap();
+    for (t, row) in [
+        ("world_books", r#"{"id":"wb1","user_id":"x"}"#),
+        (
+            "world_book_entries",
+            r#"{"id":"e1","world_book_id":"wb1","vectorized":1,"vector_index_status":"indexed"}"#,
+        ),
+        ("chats", r#"{"id":"c1","user_id":"x"}"#),
+        (
+            "chat_chunks",
+            r#"{"id":"k1","chat_id":"c1","vectorized_at":123,"vector_model":"some-model"}"#,
+        ),
+    ] {
+        let mut tw = w.table(t).unwrap();
+        tw.write_row(row).unwrap();
+        tw.finish().unwrap();
+    }
+    w.finish().unwrap().0
+}
+
+#[test]
+fn an_embedding_mismatch_marks_chunks_for_revectorisation() {
+    let mut s = MemoryStore::new(ME);
+    let r = run(
+        &mut Archive::open(Cursor::new(vectorised_archive()), Limits::default()).unwrap(),
+        &mut s,
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert!(r.vectors.revectorise && !r.vectors.restored);
+    let chunks = s.rows("chat_chunks");
+    assert!(!chunks.is_empty());
+    assert!(chunks
+        .iter()
+        .all(|c| c["vectorized_at"].is_null() && c["vector_model"].is_null()));
+    let entries = s.rows("world_book_entries");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["vectorized"] == 0 && e["vector_index_status"] == "not_enabled"),
+        "{entries:?}"
+    );
+}

@@ -545,3 +545,65 @@ fn a_live_schema_keeps_its_fts_triggers_working_and_never_gets_a_null_owner() {
         .unwrap();
     assert_eq!(gallery, 0);
 }
+
+/// An archive with vectors on and chunks marked as vectorised.
+fn vectorised_archive() -> Vec<u8> {
+    let mut m = lvbak::Manifest::new("66666666-6666-4666-8666-666666666666", 1);
+    m.include_vectors = true;
+    m.embedding_config.model = Some("some-model".into());
+    m.embedding_config.dimension = Some(4);
+    m.sync_raw();
+    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, lvbak::WriteOptions::default()).unwrap();
+    for (t, row) in [
+        ("world_books", r#"{"id":"wb1","user_id":"x"}"#),
+        (
+            "world_book_entries",
+            r#"{"id":"e1","world_book_id":"wb1","vectorized":1,"vector_index_status":"indexed"}"#,
+        ),
+        ("chats", r#"{"id":"c1","user_id":"x"}"#),
+        (
+            "chat_chunks",
+            r#"{"id":"k1","chat_id":"c1","vectorized_at":123,"vector_model":"some-model"}"#,
+        ),
+    ] {
+        let mut tw = w.table(t).unwrap();
+        tw.write_row(row).unwrap();
+        tw.finish().unwrap();
+    }
+    w.finish().unwrap().0
+}
+
+#[test]
+fn an_embedding_mismatch_marks_sqlite_chunks_for_revectorisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("a.db");
+    let archive = tmp.path().join("v.lvbak");
+    std::fs::write(&archive, vectorised_archive()).unwrap();
+    let o = lvbak(&[
+        "import",
+        s(&archive),
+        "--db",
+        s(&db),
+        "--user",
+        "u1",
+        "--json",
+    ]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["vectors"]["revectorise"], true);
+    let st = SqliteStore::open(&db, tmp.path(), "u1").unwrap();
+    let c = st.connection();
+    let (vectorised, total): (i64, i64) = c
+        .query_row(
+            "SELECT count(vectorized_at), count(*) FROM chat_chunks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(total > 0);
+    assert_eq!(vectorised, 0);
+    let bad: i64 = c
+        .query_row("SELECT count(*) FROM world_book_entries WHERE vectorized != 0 OR vector_index_status != 'not_enabled'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(bad, 0);
+}

@@ -769,40 +769,29 @@ impl Sink for SqliteStore {
     }
 
     fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
-        for (table, set) in [
-            ("chat_chunks", "vectorized_at = NULL, vector_model = NULL"),
-            (
-                "databank_chunks",
-                "vectorized_at = NULL, vector_model = NULL",
-            ),
-            (
-                "memory_consolidations",
-                "vectorized_at = NULL, vector_model = NULL",
-            ),
-            (
-                "world_book_entries",
-                "vectorized = 0, vector_index_status = 'not_enabled'",
-            ),
-        ] {
+        for &(table, resets) in domain::REVECTORISE {
             let Some(spec) = domain::table(table) else {
                 continue;
             };
             let cols = self.table_columns(table)?;
-            let needed: Vec<&str> = set
-                .split(',')
-                .filter_map(|p| p.split('=').next())
-                .map(str::trim)
-                .collect();
-            if cols.is_empty() || !needed.iter().all(|c| cols.iter().any(|x| x == c)) {
+            if cols.is_empty() || !resets.iter().all(|(c, _)| cols.iter().any(|x| x == c)) {
                 continue;
             }
+            let set: Vec<String> = resets
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("{} = ?{}", q(c), i + 2))
+                .collect();
             let query = format!(
-                "UPDATE {} SET {set} WHERE {}",
+                "UPDATE {} SET {} WHERE {}",
                 q(table),
+                set.join(", "),
                 self.owner_filter(spec)
             );
+            let mut params: Vec<SqlValue> = vec![SqlValue::Text(self.user.clone())];
+            params.extend(resets.iter().map(|(_, v)| to_sql(&v.to_value())));
             self.conn
-                .execute(&query, [&self.user])
+                .execute(&query, params_from_iter(params))
                 .map_err(sql("marking chunks for re-vectorisation"))?;
         }
         Ok(())

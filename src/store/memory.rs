@@ -457,36 +457,7 @@ impl Sink for MemoryStore {
     fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
         self.write("revectorise")?;
         let user = self.user.clone();
-        for (table, cols) in [
-            (
-                "chat_chunks",
-                &[
-                    ("vectorized_at", Value::Null),
-                    ("vector_model", Value::Null),
-                ][..],
-            ),
-            (
-                "databank_chunks",
-                &[
-                    ("vectorized_at", Value::Null),
-                    ("vector_model", Value::Null),
-                ][..],
-            ),
-            (
-                "memory_consolidations",
-                &[
-                    ("vectorized_at", Value::Null),
-                    ("vector_model", Value::Null),
-                ][..],
-            ),
-            (
-                "world_book_entries",
-                &[
-                    ("vectorized", Value::from(0)),
-                    ("vector_index_status", Value::from("not_enabled")),
-                ][..],
-            ),
-        ] {
+        for &(table, cols) in domain::REVECTORISE {
             let Some(spec) = domain::table(table) else {
                 continue;
             };
@@ -506,9 +477,9 @@ impl Sink for MemoryStore {
             if let Some(t) = self.data.tables.get_mut(table) {
                 for k in keys {
                     if let Some(r) = t.get_mut(&k) {
-                        for (c, v) in cols {
+                        for (c, v) in cols.iter() {
                             if r.contains_key(*c) {
-                                r.insert((*c).to_owned(), v.clone());
+                                r.insert((*c).to_owned(), v.to_value());
                             }
                         }
                     }
