@@ -26,7 +26,7 @@ pub fn inspect_with_progress<R: Read + Seek>(
     let manifest = Value::Object(archive.manifest().raw.clone());
     let stats = archive
         .trailer()
-        .map(|t| Value::Object(t.raw.clone()))
+        .map(|t| t.to_value())
         .unwrap_or(Value::Null);
     let tables_list = archive.tables();
     let vectors_list = archive.vector_tables();

@@ -401,9 +401,13 @@ pub struct Trailer {
     pub missing_files: Vec<String>,
     /// lvbak's integrity field, when present and well-formed.
     pub lvbak: Option<LvbakTrailer>,
-    /// The object as stored.
+    /// The object as stored, except lvbak's per-entry digests when they
+    /// parsed (those are in [`Trailer::lvbak`] only, so that tens of
+    /// thousands of names are not held twice); [`Trailer::to_value`] gives
+    /// the whole object back.
     pub raw: Map<String, Value>,
-    index: std::collections::HashMap<String, usize>,
+    /// Digest positions sorted by entry name (binary search, no copy).
+    index: Vec<u32>,
 }
 
 impl PartialEq for Trailer {
@@ -415,16 +419,13 @@ impl PartialEq for Trailer {
     }
 }
 
-fn digest_index(l: &Option<LvbakTrailer>) -> std::collections::HashMap<String, usize> {
-    l.as_ref()
-        .map(|l| {
-            l.sha256
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (k.clone(), i))
-                .collect()
-        })
-        .unwrap_or_default()
+fn digest_index(l: &Option<LvbakTrailer>) -> Vec<u32> {
+    let Some(l) = l else { return Vec::new() };
+    let mut idx: Vec<u32> = (0..l.sha256.len())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    idx.sort_by(|&a, &b| l.sha256[a as usize].0.cmp(&l.sha256[b as usize].0));
+    idx
 }
 
 /// lvbak's field in the trailer: per-entry SHA-256 digests.
@@ -454,8 +455,13 @@ impl Trailer {
     /// Parses trailer bytes. `None` when the server would ignore it (not a
     /// JSON object); the caller reports that.
     pub fn parse(bytes: &[u8], max_depth: u32) -> Option<Trailer> {
-        let raw = parse_object(bytes, max_depth).ok()?;
+        let mut raw = parse_object(bytes, max_depth).ok()?;
         let lvbak = raw.get(LVBAK_FIELD).and_then(parse_lvbak_field);
+        if lvbak.is_some() {
+            if let Some(Value::Object(m)) = raw.get_mut(LVBAK_FIELD) {
+                m.shift_remove("sha256");
+            }
+        }
         Some(Trailer {
             counts: counts_of(raw.get("counts")),
             missing_files: missing_of(raw.get("missingFiles")),
@@ -480,15 +486,6 @@ impl Trailer {
         if let Some(l) = &lvbak {
             let mut m = Map::new();
             m.insert("version".into(), Value::from(l.version));
-            m.insert(
-                "sha256".into(),
-                Value::Object(
-                    l.sha256
-                        .iter()
-                        .map(|(k, d)| (k.clone(), Value::from(hex(d))))
-                        .collect(),
-                ),
-            );
             raw.insert(LVBAK_FIELD.into(), Value::Object(m));
         }
         Trailer {
@@ -500,18 +497,81 @@ impl Trailer {
         }
     }
 
-    /// The bytes of `manifest-stats.json` (server layout).
+    /// The whole object, digests included.
+    pub fn to_value(&self) -> Value {
+        let mut raw = self.raw.clone();
+        if let (Some(l), Some(Value::Object(m))) = (&self.lvbak, raw.get_mut(LVBAK_FIELD)) {
+            m.insert(
+                "sha256".into(),
+                Value::Object(
+                    l.sha256
+                        .iter()
+                        .map(|(k, d)| (k.clone(), Value::from(hex(d))))
+                        .collect(),
+                ),
+            );
+        }
+        Value::Object(raw)
+    }
+
+    /// The bytes of `manifest-stats.json` (server layout:
+    /// `JSON.stringify(value, null, 2)`). The digests are written as text
+    /// straight from [`Trailer::lvbak`], never built as a JSON map.
     pub fn to_json(&self) -> Vec<u8> {
-        to_js_pretty(&Value::Object(self.raw.clone()))
+        let mut raw = self.raw.clone();
+        let (Some(l), Some(Value::Object(m))) = (&self.lvbak, raw.get_mut(LVBAK_FIELD)) else {
+            return to_js_pretty(&Value::Object(raw));
+        };
+        // A placeholder no stored string can equal (a control character
+        // and a fresh random id), replaced by the digests' text.
+        let marker = format!("\u{1}lvbak-digests-{}", uuid::Uuid::new_v4());
+        m.insert("sha256".into(), Value::String(marker.clone()));
+        let text = to_js_pretty(&Value::Object(raw));
+        let quoted = serde_json::to_string(&marker)
+            .unwrap_or_default()
+            .into_bytes();
+        let Some(at) = text
+            .windows(quoted.len())
+            .position(|w| w == quoted.as_slice())
+        else {
+            return self.to_value_json();
+        };
+        let mut out = Vec::with_capacity(text.len() + l.sha256.len() * 100);
+        out.extend_from_slice(&text[..at]);
+        if l.sha256.is_empty() {
+            out.extend_from_slice(b"{}");
+        } else {
+            out.extend_from_slice(b"{");
+            for (i, (k, d)) in l.sha256.iter().enumerate() {
+                out.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
+                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                out.extend_from_slice(b": \"");
+                out.extend_from_slice(hex(d).as_bytes());
+                out.extend_from_slice(b"\"");
+            }
+            out.extend_from_slice(b"\n    }");
+        }
+        out.extend_from_slice(&text[at + quoted.len()..]);
+        out
+    }
+
+    fn to_value_json(&self) -> Vec<u8> {
+        to_js_pretty(&self.to_value())
     }
 
     /// The recorded digest of an entry.
     pub fn digest(&self, entry: &str) -> Option<[u8; 32]> {
-        let i = *self.index.get(entry)?;
-        self.lvbak
-            .as_ref()
-            .and_then(|l| l.sha256.get(i))
-            .map(|(_, d)| *d)
+        let l = self.lvbak.as_ref()?;
+        let k = self
+            .index
+            .binary_search_by(|&i| {
+                l.sha256
+                    .get(i as usize)
+                    .map_or(std::cmp::Ordering::Less, |(k, _)| k.as_str().cmp(entry))
+            })
+            .ok()?;
+        let i = *self.index.get(k)? as usize;
+        l.sha256.get(i).map(|(_, d)| *d)
     }
 }
 
@@ -615,6 +675,43 @@ mod tests {
         let back = Trailer::parse(&t.to_json(), 8).unwrap();
         assert_eq!(back.digest("manifest.json"), Some([7; 32]));
         assert_eq!(back.counts, vec![("chats".to_string(), 3)]);
+    }
+
+    #[test]
+    fn trailer_text_is_what_the_whole_object_pretty_prints_to() {
+        for digests in [
+            vec![],
+            vec![("manifest.json".to_string(), [1u8; 32])],
+            vec![
+                ("database/b.ndjson".to_string(), [2u8; 32]),
+                (
+                    "files/images/\"q\"\\é\u{1}\u{2028}.png".to_string(),
+                    [3u8; 32],
+                ),
+                ("database/a.ndjson".to_string(), [4u8; 32]),
+            ],
+        ] {
+            let t = Trailer::new(
+                vec![("chats".into(), 3)],
+                vec!["files/x".into()],
+                Some(LvbakTrailer {
+                    version: 1,
+                    sha256: digests.clone(),
+                }),
+            );
+            let text = t.to_json();
+            assert_eq!(text, to_js_pretty(&t.to_value()), "{digests:?}");
+            let back = Trailer::parse(&text, 8).unwrap();
+            for (k, d) in &digests {
+                assert_eq!(back.digest(k), Some(*d), "{k}");
+            }
+            assert_eq!(back.digest("absent"), None);
+            assert_eq!(back.to_json(), text, "parse then write is byte-identical");
+            assert!(!back.raw[LVBAK_FIELD]
+                .as_object()
+                .unwrap()
+                .contains_key("sha256"));
+        }
     }
 }
 

@@ -165,7 +165,22 @@ impl<R: BufRead> LineReader<R> {
 }
 
 fn memchr(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
+}
+
+/// Whether any of the eight bytes in `w` is `"`, `\\` or below 0x20
+/// (classic SWAR tests: no false negatives; a false positive only sends
+/// the scanner down its byte-wise path).
+const fn needs_care(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn has_zero(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let quote = has_zero(w ^ (ONES * 0x22));
+    let backslash = has_zero(w ^ (ONES * 0x5C));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (quote | backslash | control) != 0
 }
 
 /// Checks one line: UTF-8, JSON syntax, depth; reports whether it is an
@@ -320,6 +335,16 @@ impl Parser<'_> {
     fn string(&mut self) -> Result<(), LineError> {
         self.i += 1;
         loop {
+            // Eight plain bytes at a time (no quote, backslash or control
+            // character); anything else takes the byte-wise path below.
+            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                if needs_care(u64::from_le_bytes(w)) {
+                    break;
+                }
+                self.i += 8;
+            }
             match self.peek() {
                 None => return Err(self.err("closing '\"'")),
                 Some(b'"') => {
@@ -420,6 +445,31 @@ mod tests {
         // A one-byte buffer still enforces the cap.
         let mut r = LineReader::new(io::BufReader::with_capacity(1, &b"1234567"[..]), 5);
         assert!(matches!(r.next_line(), Err(ReadLineError::TooLong { .. })));
+    }
+
+    #[test]
+    fn needs_care_finds_every_special_byte_in_every_position() {
+        for pos in 0..8 {
+            for special in (0u8..0x20).chain([b'"', b'\\']) {
+                let mut w = [b'a'; 8];
+                w[pos] = special;
+                assert!(needs_care(u64::from_le_bytes(w)), "{special:#x} at {pos}");
+            }
+        }
+        for plain in (0x20u8..=0xff).filter(|c| *c != b'"' && *c != b'\\') {
+            assert!(!needs_care(u64::from_le_bytes([plain; 8])), "{plain:#x}");
+        }
+        // Long strings through the fast path keep exact error positions.
+        let mut line = format!("{{\"a\":\"{}", "x".repeat(37)).into_bytes();
+        line.push(0x01);
+        line.extend_from_slice(b"\"}");
+        assert_eq!(
+            check_line(&line, 8),
+            Err(LineError::Syntax {
+                reason: "no raw control character in a string",
+                at: 43
+            })
+        );
     }
 
     #[test]

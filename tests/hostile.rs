@@ -568,3 +568,122 @@ fn case_twins_among_files_are_refused_unless_allowed() {
     ]);
     assert!(open(&b).is_ok());
 }
+
+/// Large NDJSON entries are checked on two threads (inflate and CRC on
+/// one, lines, JSON and SHA-256 on the other): the first problem must be
+/// the one reading the rows in order meets.
+#[test]
+fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
+    use sha2::{Digest, Sha256};
+    let rows = |bad_at: Option<usize>| {
+        let mut t = String::new();
+        for i in 0..60_000 {
+            if Some(i) == bad_at {
+                t.push_str("{\"id\":\"m\",\"content\":\"unterminated}\n");
+            } else {
+                t.push_str(&format!(
+                    "{{\"id\":\"m{i}\",\"content\":\"{}\"}}\n",
+                    "word ".repeat(i % 40)
+                ));
+            }
+        }
+        t.into_bytes()
+    };
+    let trailer = |table: &[u8], forge: bool| {
+        let mut d: [u8; 32] = Sha256::digest(table).into();
+        if forge {
+            d[0] ^= 1;
+        }
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":1,\"sha256\":{{\"database/messages.ndjson\":\"{hex}\"}}}}}}"
+        )
+        .into_bytes()
+    };
+    let good_rows = rows(None);
+    assert!(
+        good_rows.len() > 5 << 20,
+        "large enough to take the pipeline"
+    );
+    let bad_rows = rows(Some(31_000));
+    let build = |table: &[u8], tr: &[u8]| {
+        raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/messages.ndjson", table),
+            ("manifest-stats.json", tr),
+        ])
+    };
+    // A central (and local) CRC that lies: found at the end of the entry.
+    let lie_crc = |mut b: Vec<u8>| {
+        let l = layout(&b);
+        let (_, local, central) = find(&l, "database/messages.ndjson").clone();
+        b[local + 14] ^= 0x5a;
+        b[central + 16] ^= 0x5a;
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("good", build(&good_rows, &trailer(&good_rows, false)), None),
+        (
+            "bad line",
+            build(&bad_rows, &trailer(&bad_rows, false)),
+            Some("line"),
+        ),
+        (
+            "digest",
+            build(&good_rows, &trailer(&good_rows, true)),
+            Some("digest"),
+        ),
+        (
+            "crc",
+            lie_crc(build(&good_rows, &trailer(&good_rows, false))),
+            Some("crc"),
+        ),
+        (
+            "bad line and crc",
+            lie_crc(build(&bad_rows, &trailer(&bad_rows, false))),
+            Some("line"),
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (what, bytes, want) in cases {
+        // The reference: the rows read in order, stopping at the first problem.
+        let mut a = open(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut rows = a.rows("messages").unwrap();
+        let reference = loop {
+            match rows.next_line() {
+                Ok(Some(_)) => {}
+                Ok(None) => break None,
+                Err(e) => break Some(lvbak::archive::Problem::from(&e)),
+            }
+        };
+        drop(rows);
+        match (&reference, want) {
+            (None, None) => {}
+            (Some(p), Some(w)) => assert!(p.code.contains(w), "{what}: {p:?}"),
+            other => panic!("{what}: unexpected reference {other:?}"),
+        }
+        let p = tmp.path().join("t.lvbak");
+        std::fs::write(&p, &bytes).unwrap();
+        let seq = verify(Cursor::new(&bytes[..]), Limits::default(), Depth::Deep);
+        let table_problems = |r: &lvbak::archive::Report| -> Vec<lvbak::archive::Problem> {
+            r.problems
+                .iter()
+                .filter(|q| q.entry.as_deref() == Some("database/messages.ndjson"))
+                .cloned()
+                .collect()
+        };
+        // The first problem about the entry (a lying CRC also makes the
+        // data descriptor disagree: listed after it).
+        assert_eq!(table_problems(&seq).first(), reference.as_ref(), "{what}");
+        for threads in [1, 2] {
+            let par = lvbak::archive::verify_path(
+                &p,
+                Limits::default(),
+                Depth::Deep,
+                threads,
+                &mut |_, _, _| {},
+            );
+            assert_eq!(par.problems, seq.problems, "{what}, threads {threads}");
+        }
+    }
+}

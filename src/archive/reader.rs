@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Seek};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -42,10 +43,12 @@ pub struct Entry {
 /// ```
 pub struct Archive<R> {
     reader: R,
-    entries: Vec<Entry>,
-    by_name: HashMap<EntryName, usize>,
+    entries: Arc<[Entry]>,
+    /// Entry positions sorted by name, for lookups by binary search (no
+    /// second copy of the names).
+    by_name: Vec<u32>,
     manifest: Manifest,
-    trailer: Option<Trailer>,
+    trailer: Option<Arc<Trailer>>,
     trailer_ignored: bool,
     limits: Limits,
     file_len: u64,
@@ -152,14 +155,16 @@ impl<R: Read + Seek> Archive<R> {
     pub(crate) fn from_parts_lenient(
         reader: R,
         file_len: u64,
-        entries: Vec<Entry>,
+        entries: impl Into<Arc<[Entry]>>,
         limits: Limits,
     ) -> (Archive<R>, Vec<ArchiveError>) {
-        let by_name = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
+        let entries: Arc<[Entry]> = entries.into();
+        // The central directory's count field is 32 bits at most (ZIP64:
+        // checked against the limits), so positions fit in u32.
+        let mut by_name: Vec<u32> = (0..entries.len())
+            .filter_map(|i| u32::try_from(i).ok())
             .collect();
+        by_name.sort_unstable_by(|&x, &y| entries[x as usize].name.cmp(&entries[y as usize].name));
         let mut a = Archive {
             reader,
             entries,
@@ -189,7 +194,7 @@ impl<R: Read + Seek> Archive<R> {
             "Limits::max_trailer_bytes",
         ) {
             Ok(Some(bytes)) => {
-                a.trailer = Trailer::parse(&bytes, a.limits.max_json_depth);
+                a.trailer = Trailer::parse(&bytes, a.limits.max_json_depth).map(Arc::new);
                 a.trailer_ignored = a.trailer.is_none();
             }
             Ok(None) => {}
@@ -198,13 +203,29 @@ impl<R: Read + Seek> Archive<R> {
         (a, problems)
     }
 
+    /// A second view of this archive over another reader of the same
+    /// bytes (another handle on the same file), sharing the directory,
+    /// manifest and trailer instead of parsing them again.
+    pub(crate) fn share_with<R2>(&self, reader: R2) -> Archive<R2> {
+        Archive {
+            reader,
+            entries: Arc::clone(&self.entries),
+            by_name: self.by_name.clone(),
+            manifest: self.manifest.clone(),
+            trailer: self.trailer.clone(),
+            trailer_ignored: self.trailer_ignored,
+            limits: self.limits.clone(),
+            file_len: self.file_len,
+        }
+    }
+
     fn read_json_entry(
         &mut self,
         name: &EntryName,
         cap: u64,
         hint: &'static str,
     ) -> Result<Option<Vec<u8>>, ArchiveError> {
-        let Some(&i) = self.by_name.get(name) else {
+        let Some(i) = self.find(name) else {
             return Ok(None);
         };
         let size = self.entries[i].central.uncompressed_size;
@@ -232,7 +253,7 @@ impl<R> Archive<R> {
 
     /// The parsed trailer, if present and valid.
     pub fn trailer(&self) -> Option<&Trailer> {
-        self.trailer.as_ref()
+        self.trailer.as_deref()
     }
 
     /// True when a trailer exists but is not a JSON object (the server
@@ -296,7 +317,11 @@ impl<R> Archive<R> {
 
     /// The index of an entry by name.
     pub fn find(&self, name: &EntryName) -> Option<usize> {
-        self.by_name.get(name).copied()
+        self.by_name
+            .binary_search_by(|&j| self.entries[j as usize].name.cmp(name))
+            .ok()
+            .and_then(|k| self.by_name.get(k))
+            .map(|&j| j as usize)
     }
 
     /// The line cap in force for this archive's NDJSON.
@@ -482,42 +507,17 @@ impl<R: Read> Rows<'_, R> {
         if self.failed {
             return Ok(None);
         }
-        loop {
-            let line = match self.lines.next_line() {
-                Ok(Some(l)) => l,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    self.failed = true;
-                    let line = self.lines.line_no();
-                    return Err(match e {
-                        ReadLineError::TooLong { line, cap } => ArchiveError::Line {
-                            entry: self.entry.clone(),
-                            line,
-                            source: crate::ndjson::LineError::TooLong { cap },
-                        },
-                        ReadLineError::Io(io) => {
-                            let _ = line;
-                            ArchiveError::Container(ContainerError::from_io(io))
-                        }
-                    });
-                }
-            };
-            match check_line(line, self.depth) {
-                Ok(LineKind::Object) => {}
-                Ok(LineKind::Falsy) => continue,
-                Err(source) => {
-                    self.failed = true;
-                    return Err(ArchiveError::Line {
-                        entry: self.entry.clone(),
-                        line: self.lines.line_no(),
-                        source,
-                    });
-                }
+        match next_checked_line(&mut self.lines, &self.entry, self.depth) {
+            Ok(Some(n)) => {
+                // check_line verified UTF-8, so this cannot fail; map it anyway.
+                let line = self.lines_buffer(n)?;
+                Ok(Some((n, line)))
             }
-            let n = self.lines.line_no();
-            // check_line verified UTF-8, so this cannot fail; map it anyway.
-            let line = self.lines_buffer(n)?;
-            return Ok(Some((n, line)));
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
         }
     }
 
@@ -533,6 +533,44 @@ impl<R: Read> Rows<'_, R> {
 
     fn lines_last(&self) -> &[u8] {
         self.lines.last_line()
+    }
+}
+
+/// Reads lines until one that is a row: blank lines and falsy values are
+/// skipped as the server skips them; returns the row's line number (the
+/// line itself is `lines.last_line()`), or the first problem, naming the
+/// entry and line.
+pub(crate) fn next_checked_line<B: std::io::BufRead>(
+    lines: &mut LineReader<B>,
+    entry: &str,
+    depth: u32,
+) -> Result<Option<u64>, ArchiveError> {
+    loop {
+        let line = match lines.next_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(None),
+            Err(ReadLineError::TooLong { line, cap }) => {
+                return Err(ArchiveError::Line {
+                    entry: entry.to_owned(),
+                    line,
+                    source: crate::ndjson::LineError::TooLong { cap },
+                })
+            }
+            Err(ReadLineError::Io(io)) => {
+                return Err(ArchiveError::Container(ContainerError::from_io(io)))
+            }
+        };
+        match check_line(line, depth) {
+            Ok(LineKind::Object) => return Ok(Some(lines.line_no())),
+            Ok(LineKind::Falsy) => continue,
+            Err(source) => {
+                return Err(ArchiveError::Line {
+                    entry: entry.to_owned(),
+                    line: lines.line_no(),
+                    source,
+                })
+            }
+        }
     }
 }
 

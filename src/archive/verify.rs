@@ -3,12 +3,16 @@
 //! checked), listing every problem rather than stopping at the first.
 
 use std::collections::HashSet;
-use std::io::{Read, Seek};
+use std::io::{BufRead, Read, Seek};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use super::reader::index_entries;
+use sha2::{Digest, Sha256};
+
+use super::reader::{index_entries, next_checked_line};
 use super::{Archive, ArchiveError};
 use crate::container::{check_descriptor, check_local, CentralDirectory, ContainerError};
 use crate::entry_name::EntryName;
+use crate::ndjson::LineReader;
 use crate::Limits;
 
 /// How far to verify.
@@ -171,9 +175,17 @@ pub fn verify_path(
         return report;
     };
     let (entries, _) = index_entries(&cd, &limits);
-    let (archive, _) =
-        Archive::from_parts_lenient(&mut reader, cd.file_len, entries.clone(), limits.clone());
-    report.problems.extend(digest_coverage(&archive));
+    let file_len = cd.file_len;
+    drop(cd);
+    let entries: std::sync::Arc<[super::Entry]> = entries.into();
+    let (archive, _) = Archive::from_parts_lenient(
+        &mut reader,
+        file_len,
+        std::sync::Arc::clone(&entries),
+        limits.clone(),
+    );
+    let archive = &archive;
+    report.problems.extend(digest_coverage(archive));
     // Largest entries first, dealt round-robin.
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(entries[i].central.uncompressed_size));
@@ -185,13 +197,11 @@ pub fn verify_path(
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let mine: Vec<usize> = order.iter().copied().skip(t).step_by(threads).collect();
-                let entries = entries.clone();
-                let limits = limits.clone();
                 let (done, bytes) = (&done, &bytes);
                 sc.spawn(move || {
                     let mut out = Vec::new();
                     let Ok(f) = open() else { return out };
-                    let (mut a, _) = Archive::from_parts_lenient(f, cd.file_len, entries, limits);
+                    let mut a = archive.share_with(f);
                     for i in mine {
                         let e = a.entries()[i].clone();
                         match deep_entry(&mut a, i, &e.name) {
@@ -283,6 +293,9 @@ fn deep_entry<R: Read + Seek>(
     i: usize,
     name: &EntryName,
 ) -> Result<u64, ArchiveError> {
+    if name.is_ndjson() && a.entries()[i].central.uncompressed_size > PIPELINE_FROM {
+        return deep_ndjson_pipelined(a, i, name);
+    }
     if name.is_ndjson() {
         let mut rows = a.ndjson(name.clone())?;
         while rows.next_line()?.is_some() {}
@@ -303,4 +316,161 @@ fn deep_entry<R: Read + Seek>(
     }
     let mut r = a.entry_reader(i)?;
     Ok(r.drain()?)
+}
+
+/// NDJSON entries larger than this are checked by two threads.
+const PIPELINE_FROM: u64 = 4 << 20;
+const CHUNK: usize = 256 * 1024;
+
+/// Checks a large NDJSON entry on two threads: this one reads, inflates and
+/// checks size, CRC-32 and SHA-256 (the entry reader); a second one splits
+/// lines and checks each as JSON. Chunks are recycled and at most a few are
+/// in flight. Reports the same first problem as reading the rows in order:
+/// a line problem comes from bytes delivered before any failure of the
+/// reading side, and the reading side's failure otherwise.
+fn deep_ndjson_pipelined<R: Read + Seek>(
+    a: &mut Archive<R>,
+    i: usize,
+    name: &EntryName,
+) -> Result<u64, ArchiveError> {
+    let cap = a.line_cap();
+    let depth = a.limits().max_json_depth;
+    let size = a.entries()[i].central.uncompressed_size;
+    let entry = name.to_string();
+    let mut r = a.entry_reader(i)?;
+    // The checking thread hashes, to even out the two threads' work.
+    let want_sha = r.take_sha256_check();
+    std::thread::scope(|sc| {
+        let (tx, rx) = sync_channel::<Option<(Vec<u8>, usize)>>(4);
+        let (back_tx, back_rx) = sync_channel::<Vec<u8>>(8);
+        let checker = std::thread::Builder::new()
+            .name("lvbak-verify-lines".into())
+            .spawn_scoped(sc, move || {
+                let src = ChunkReader {
+                    rx,
+                    back: back_tx,
+                    cur: Vec::new(),
+                    len: 0,
+                    pos: 0,
+                    sha: want_sha.map(|_| Sha256::new()),
+                };
+                let mut lines = LineReader::new(src, cap);
+                while next_checked_line(&mut lines, &entry, depth)?.is_some() {}
+                let src = lines.into_inner();
+                if let (Some(h), Some(want)) = (src.sha, want_sha) {
+                    let got: [u8; 32] = h.finalize().into();
+                    if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+                        return Err(ArchiveError::Container(ContainerError::DigestMismatch {
+                            entry,
+                        }));
+                    }
+                }
+                Ok::<(), ArchiveError>(())
+            });
+        let checker = match checker {
+            Ok(h) => h,
+            Err(e) => return Err(ArchiveError::Container(ContainerError::Io(e))),
+        };
+        let mut upstream: Result<(), ArchiveError> = Ok(());
+        loop {
+            let mut buf = back_rx.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let mut n = 0;
+            let mut failed = None;
+            while n < CHUNK {
+                match r.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if n > 0 && tx.send(Some((buf, n))).is_err() {
+                break; // the checker stopped at a problem
+            }
+            if let Some(e) = failed {
+                upstream = Err(ArchiveError::Container(ContainerError::from_io(e)));
+                let _ = tx.send(None);
+                break;
+            }
+            if n < CHUNK {
+                break; // end of the entry
+            }
+        }
+        drop(tx);
+        let checked = checker.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Container(ContainerError::Io(
+                std::io::Error::other("the line-checking thread failed"),
+            )))
+        });
+        match (checked, upstream) {
+            (Err(ArchiveError::Container(ContainerError::Io(e))), Err(up))
+                if e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Err(up)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(up)) => Err(up),
+            (Ok(()), Ok(())) => Ok(size),
+        }
+    })
+}
+
+/// The checker's side of the chunk channel, as a `BufRead`. `None` on the
+/// channel means the reading side failed: reported as a `BrokenPipe` error
+/// (replaced by the real failure), never as the end of the entry.
+struct ChunkReader {
+    rx: Receiver<Option<(Vec<u8>, usize)>>,
+    back: SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    len: usize,
+    pos: usize,
+    sha: Option<Sha256>,
+}
+
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.len {
+            match self.rx.recv() {
+                Ok(Some((next, len))) => {
+                    let old = std::mem::replace(&mut self.cur, next);
+                    let _ = self.back.try_send(old);
+                    self.len = len.min(self.cur.len());
+                    self.pos = 0;
+                    if let (Some(h), Some(bytes)) = (&mut self.sha, self.cur.get(..self.len)) {
+                        h.update(bytes);
+                    }
+                }
+                Ok(None) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the reading side failed",
+                    ))
+                }
+                Err(_) => {
+                    self.len = 0;
+                    self.pos = 0;
+                    return Ok(&[]);
+                }
+            }
+        }
+        Ok(self.cur.get(self.pos..self.len).unwrap_or(&[]))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.len);
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let b = self.fill_buf()?;
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
 }

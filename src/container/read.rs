@@ -578,6 +578,13 @@ impl<R: Read> EntryReader<'_, R> {
         self.sha = Some((Sha256::new(), digest));
     }
 
+    /// Takes the SHA-256 check away from this reader, returning the
+    /// expected digest: the caller hashes the bytes itself (deep verify
+    /// does it on another thread) and must compare at the end.
+    pub(crate) fn take_sha256_check(&mut self) -> Option<[u8; 32]> {
+        self.sha.take().map(|(_, want)| want)
+    }
+
     /// Skips the CRC-32 check (the server never checks CRCs; `repair` needs this).
     pub fn skip_crc_check(&mut self) {
         self.check_crc = false;

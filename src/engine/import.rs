@@ -365,6 +365,27 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         }
     }
 
+    if !dry {
+        let (count, bytes) = archive
+            .entries()
+            .iter()
+            .filter_map(|e| match &e.name {
+                EntryName::File { bucket, .. }
+                    if domain::bucket_domains(*bucket)
+                        .iter()
+                        .any(|d| domains.contains(d)) =>
+                {
+                    Some(e.central.uncompressed_size)
+                }
+                _ => None,
+            })
+            .fold((0u64, 0u64), |(n, b), s| (n + 1, b.saturating_add(s)));
+        if count > 0 {
+            sink.expect_files(count, bytes)
+                .map_err(store("preparing for the files"))?;
+        }
+    }
+
     let mut databank_paths: HashMap<String, String> = HashMap::new();
     let mut owners = OwnerCache::default();
     for spec in domain::TABLES {
@@ -391,7 +412,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             sink.prepare_table(spec)
                 .map_err(store(format!("preparing table {}", spec.name)))?;
         }
-        let mut consume = |line: u64, mut row: RowMap| -> Result<(), EngineError> {
+        let mut consume = |line: u64, row: &mut RowMap| -> Result<(), EngineError> {
             tr.rows += 1;
             p.rows_done += 1;
             if p.rows_done % 1024 == 0 {
@@ -408,18 +429,9 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 }
             }
             if spec.name == "settings" {
-                return import_setting(sink, &row, dry, now, &mut tr);
+                return import_setting(sink, row, dry, now, &mut tr);
             }
-            import_row(
-                sink,
-                spec,
-                &mut row,
-                &user,
-                dry,
-                &mut tr,
-                report,
-                &mut owners,
-            )?;
+            import_row(sink, spec, row, &user, dry, &mut tr, report, &mut owners)?;
             if spec.name == "databank_documents" {
                 if let (Some(id), Some(fp)) = (
                     row.get("id").and_then(Value::as_str),
@@ -667,16 +679,28 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
 /// Reads, inflates, checks and parses a table's rows on a second thread
 /// while the caller's thread writes them to the sink: the two halves of an
 /// import overlap on two cores. Batches are bounded (256 rows or 1 MiB of
-/// text) and at most four are in flight, so memory stays flat.
+/// text) and at most four are in flight, so memory stays flat. Consumed
+/// batches go back to the reading thread, which frees the rows it
+/// allocated and reuses the batch (freeing on the thread that allocated
+/// avoids contention inside the system allocator).
 fn read_rows_pipelined<R: Read + Seek + Send>(
     archive: &mut Archive<R>,
     table: &str,
-    consume: &mut dyn FnMut(u64, RowMap) -> Result<(), EngineError>,
+    consume: &mut dyn FnMut(u64, &mut RowMap) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     type Batch = Result<Vec<(u64, RowMap)>, EngineError>;
     std::thread::scope(|sc| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, RowMap)>>(8);
         let producer = sc.spawn(move || {
+            let fresh = |back: &std::sync::mpsc::Receiver<Vec<(u64, RowMap)>>| {
+                let mut spare = None;
+                while let Ok(mut old) = back.try_recv() {
+                    old.clear();
+                    spare = Some(old);
+                }
+                spare.unwrap_or_else(|| Vec::with_capacity(256))
+            };
             let mut rows = match archive.rows(table) {
                 Ok(r) => r,
                 Err(e) => {
@@ -703,10 +727,8 @@ fn read_rows_pipelined<R: Read + Seek + Send>(
                         }
                         if batch.len() >= 256 || bytes >= 1 << 20 {
                             bytes = 0;
-                            if tx
-                                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(256))))
-                                .is_err()
-                            {
+                            let next = fresh(&back_rx);
+                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
                                 return;
                             }
                         }
@@ -727,13 +749,15 @@ fn read_rows_pipelined<R: Read + Seek + Send>(
         let mut result = Ok(());
         'outer: for msg in rx.iter() {
             match msg {
-                Ok(batch) => {
-                    for (line, row) in batch {
-                        if let Err(e) = consume(line, row) {
+                Ok(mut batch) => {
+                    for (line, row) in batch.iter_mut() {
+                        if let Err(e) = consume(*line, row) {
                             result = Err(e);
                             break 'outer;
                         }
                     }
+                    // Back to the reader to free; if it has finished, here.
+                    let _ = back_tx.try_send(batch);
                 }
                 Err(e) => {
                     result = Err(e);

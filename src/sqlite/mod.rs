@@ -19,6 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
@@ -50,9 +52,15 @@ pub struct SqliteStore {
     data_dir: PathBuf,
     user: String,
     identity: Option<Identity>,
-    columns: HashMap<String, Vec<String>>,
+    columns: HashMap<String, Arc<[String]>>,
+    /// `INSERT OR IGNORE` statement texts by table and column list.
+    inserts: HashMap<String, String>,
+    key_buf: String,
     live: bool,
     staging: Option<PathBuf>,
+    /// Whether this import runs with a rollback journal (a new database).
+    rollback_journal: bool,
+    precreate: Option<Precreate>,
     staged: Vec<(PathBuf, PathBuf)>,
     staged_set: HashSet<String>,
 }
@@ -81,6 +89,7 @@ impl SqliteStore {
         let conn = Connection::open(db).map_err(sql("opening the database"))?;
         conn.busy_timeout(std::time::Duration::from_millis(5000))
             .map_err(sql("setting busy_timeout"))?;
+        conn.set_prepared_statement_cache_capacity(128);
         let live: bool = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='_migrations'",
@@ -106,8 +115,12 @@ impl SqliteStore {
             user: user.to_owned(),
             identity,
             columns: HashMap::new(),
+            inserts: HashMap::new(),
+            key_buf: String::new(),
             live,
             staging: None,
+            rollback_journal: false,
+            precreate: None,
             staged: Vec::new(),
             staged_set: HashSet::new(),
         })
@@ -128,9 +141,9 @@ impl SqliteStore {
         &self.data_dir
     }
 
-    fn table_columns(&mut self, table: &str) -> Result<Vec<String>, StoreError> {
+    fn table_columns(&mut self, table: &str) -> Result<Arc<[String]>, StoreError> {
         if let Some(c) = self.columns.get(table) {
-            return Ok(c.clone());
+            return Ok(Arc::clone(c));
         }
         let mut stmt = self
             .conn
@@ -142,8 +155,9 @@ impl SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(sql("reading table_info"))?;
         drop(stmt);
+        let cols: Arc<[String]> = cols.into();
         if !cols.is_empty() {
-            self.columns.insert(table.to_owned(), cols.clone());
+            self.columns.insert(table.to_owned(), Arc::clone(&cols));
         }
         Ok(cols)
     }
@@ -153,7 +167,7 @@ impl SqliteStore {
         table: &str,
         pk: &[&str],
         row: &RowMap,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Arc<[String]>, StoreError> {
         let mut cols = self.table_columns(table)?;
         if cols.is_empty() {
             let mut defs: Vec<String> = Vec::new();
@@ -176,7 +190,7 @@ impl SqliteStore {
                 .map_err(sql("creating a table"))?;
             self.columns.remove(table);
             cols = self.table_columns(table)?;
-        } else if !self.live {
+        } else if !self.live && row.keys().any(|k| !cols.contains(k)) {
             let missing: Vec<String> = row.keys().filter(|k| !cols.contains(k)).cloned().collect();
             for k in missing {
                 self.conn
@@ -300,34 +314,60 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// `INSERT OR IGNORE` of the given columns through a cached statement.
+    /// Values are bound by reference (no copy of a row's text).
     fn insert_or_ignore(
         &mut self,
         table: &str,
         used: &[(&String, &Value)],
     ) -> Result<InsertOutcome, StoreError> {
-        let query = format!(
-            "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
-            q(table),
-            used.iter()
-                .map(|(k, _)| q(k))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=used.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.push_str(table);
+        for (k, _) in used {
+            key.push('\0');
+            key.push_str(k);
+        }
+        if !self.inserts.contains_key(&key) {
+            let query = format!(
+                "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+                q(table),
+                used.iter()
+                    .map(|(k, _)| q(k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (1..=used.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.inserts.insert(key.clone(), query);
+        }
+        let query = self.inserts.get(&key).map(String::as_str).unwrap_or("");
         let mut stmt = self
             .conn
-            .prepare_cached(&query)
+            .prepare_cached(query)
             .map_err(sql("preparing an insert"))?;
+        self.key_buf = key;
         let n = stmt
-            .execute(params_from_iter(used.iter().map(|(_, v)| to_sql(v))))
+            .execute(params_from_iter(used.iter().map(|(_, v)| Bind(v))))
             .map_err(|e| StoreError::with_source(format!("inserting into {table}"), e))?;
         Ok(if n == 1 {
             InsertOutcome::Inserted
         } else {
             InsertOutcome::Skipped
+        })
+    }
+}
+
+/// A JSON value bound as an SQL parameter without copying its text.
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput;
+        Ok(match self.0 {
+            Value::String(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            other => ToSqlOutput::Owned(to_sql(other)),
         })
     }
 }
@@ -468,6 +508,23 @@ impl Sink for SqliteStore {
         if self.staging.is_some() {
             return Err(StoreError::new("a transaction is already open"));
         }
+        // A new, empty database file of lvbak's own: a rollback journal
+        // during the import writes each new page once (WAL would write it
+        // twice, to the log and again at the checkpoint), and pages appended
+        // to the file need no journal entry. WAL again after the import. A
+        // database holding anything keeps its mode, so that a failed import
+        // leaves its file byte for byte as it was.
+        self.rollback_journal = !self.live
+            && self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(sql("reading the schema"))?
+                == 0;
+        if self.rollback_journal {
+            let _ = self.conn.execute_batch("PRAGMA journal_mode=DELETE;");
+        }
         self.ensure_meta()?;
         // Like the server, references are not enforced while rows arrive in
         // an order that may put a child before its parent.
@@ -491,6 +548,7 @@ impl Sink for SqliteStore {
         let Some(staging) = self.staging.take() else {
             return Err(StoreError::new("commit without begin"));
         };
+        self.stop_precreate();
         // Move staged files into place (exclusively), then commit the rows.
         let mut placed: Vec<PathBuf> = Vec::new();
         let mut failure: Option<StoreError> = None;
@@ -515,7 +573,7 @@ impl Sink for SqliteStore {
         if failure.is_none() {
             if let Err(e) = self.conn.execute_batch("COMMIT; PRAGMA foreign_keys=ON;") {
                 failure = Some(StoreError::with_source("committing", e));
-            } else if !self.live {
+            } else if std::mem::take(&mut self.rollback_journal) {
                 let _ = self
                     .conn
                     .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
@@ -527,6 +585,11 @@ impl Sink for SqliteStore {
                 let _ = fs::remove_file(p);
             }
             let _ = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+            if std::mem::take(&mut self.rollback_journal) {
+                let _ = self
+                    .conn
+                    .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+            }
             self.columns.clear();
             return Err(f);
         }
@@ -535,10 +598,16 @@ impl Sink for SqliteStore {
 
     fn rollback(&mut self) -> Result<(), StoreError> {
         let staging = self.staging.take();
+        self.stop_precreate();
         self.staged.clear();
         self.staged_set.clear();
         self.columns.clear();
         let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+        if std::mem::take(&mut self.rollback_journal) {
+            let _ = self
+                .conn
+                .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+        }
         if let Some(s) = staging {
             let _ = fs::remove_dir_all(s);
         }
@@ -714,6 +783,17 @@ impl Sink for SqliteStore {
         Ok(n as u64)
     }
 
+    fn expect_files(&mut self, count: u64, _bytes: u64) -> Result<(), StoreError> {
+        let Some(staging) = self.staging.clone() else {
+            return Err(StoreError::new("expect_files outside a transaction"));
+        };
+        self.stop_precreate();
+        let first = self.staged.len();
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        self.precreate = Some(Precreate::start(staging, first, count));
+        Ok(())
+    }
+
     fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError> {
         Ok(self.path(path).exists() || self.staged_set.contains(path.as_str()))
     }
@@ -725,11 +805,21 @@ impl Sink for SqliteStore {
         let Some(staging) = self.staging.clone() else {
             return Err(StoreError::new("write_file outside a transaction"));
         };
-        let tmp = staging.join(format!("{}", self.staged.len()));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let index = self.staged.len();
+        let tmp = staging.join(format!("{index}"));
+        let mut f = match &self.precreate {
+            // Created empty by the background thread (or it stopped early
+            // and nothing else writes in our staging folder).
+            Some(p) if p.wait_for(index) => fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?,
+            _ => fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?,
+        };
         std::io::copy(data, &mut f)?;
         let dest = self.path(path);
         if !dest.starts_with(&self.data_dir) {
@@ -838,5 +928,194 @@ impl Sink for SqliteStore {
             Some((uses, when)) => (uses as u64 + 1, Some(when)),
             None => (1, None),
         })
+    }
+}
+
+impl SqliteStore {
+    fn stop_precreate(&mut self) {
+        if let Some(p) = self.precreate.take() {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_precreate();
+    }
+}
+
+/// Creates the empty staging files `first..first + count` on a background
+/// thread, so that creating thousands of files (costly on some file
+/// systems) overlaps with inserting rows. `write_file` waits for its file.
+struct Precreate {
+    shared: Arc<(Mutex<PrecreateState>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    first: usize,
+    count: usize,
+}
+
+#[derive(Default)]
+struct PrecreateState {
+    made: usize,
+    finished: bool,
+}
+
+impl Precreate {
+    fn start(staging: PathBuf, first: usize, count: usize) -> Precreate {
+        let shared = Arc::new((Mutex::new(PrecreateState::default()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (Arc::clone(&shared), Arc::clone(&stop));
+        let handle = std::thread::Builder::new()
+            .name("lvbak-precreate".into())
+            .spawn(move || {
+                for i in 0..count {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let made = fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(staging.join(format!("{}", first + i)));
+                    if made.is_err() {
+                        break;
+                    }
+                    if let Ok(mut st) = s2.0.lock() {
+                        st.made = i + 1;
+                    }
+                    s2.1.notify_all();
+                }
+                if let Ok(mut st) = s2.0.lock() {
+                    st.finished = true;
+                }
+                s2.1.notify_all();
+            })
+            .ok();
+        if handle.is_none() {
+            if let Ok(mut st) = shared.0.lock() {
+                st.finished = true;
+            }
+        }
+        Precreate {
+            shared,
+            stop,
+            handle,
+            first,
+            count,
+        }
+    }
+
+    /// Waits until staging file `index` exists or the thread has stopped;
+    /// `true` when the file is the thread's to reuse (created or never to
+    /// be created by it), `false` when `index` is outside its range.
+    fn wait_for(&self, index: usize) -> bool {
+        if index < self.first || index - self.first >= self.count {
+            return false;
+        }
+        let want = index - self.first;
+        let (lock, cv) = &*self.shared;
+        let Ok(mut st) = lock.lock() else {
+            return false;
+        };
+        while st.made <= want && !st.finished {
+            st = match cv.wait(st) {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+        }
+        true
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry_name::Bucket;
+
+    fn tree(dir: &Path) -> Vec<String> {
+        fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else if let Ok(rel) = p.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out);
+        out.sort();
+        out
+    }
+
+    fn store(dir: &Path) -> SqliteStore {
+        SqliteStore::open(&dir.join("db.sqlite"), &dir.join("data"), "u1").expect("open")
+    }
+
+    fn put(s: &mut SqliteStore, name: &str, body: &[u8]) -> bool {
+        let p = StorePath::for_entry(Bucket::Images, "u1", name).expect("path");
+        s.write_file(&p, &mut &body[..]).expect("write")
+    }
+
+    #[test]
+    fn precreated_staging_files_hold_what_is_written_and_extras_vanish_at_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.begin().expect("begin");
+        // More files announced than written: the extra empty ones must go.
+        s.expect_files(5, 30).expect("expect");
+        assert!(put(&mut s, "a.png", b"alpha"));
+        assert!(put(&mut s, "b.png", b"beta"));
+        assert!(!put(&mut s, "a.png", b"again"), "a staged file wins");
+        s.commit().expect("commit");
+        let mode: String = s
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal", "a new database is left in WAL mode");
+        let data = dir.path().join("data");
+        let files = tree(&data);
+        assert_eq!(files.len(), 2, "{files:?}");
+        let a = files.iter().find(|f| f.ends_with("a.png")).expect("a.png");
+        let b = files.iter().find(|f| f.ends_with("b.png")).expect("b.png");
+        assert_eq!(fs::read(data.join(a)).expect("read a"), b"alpha");
+        assert_eq!(fs::read(data.join(b)).expect("read b"), b"beta");
+    }
+
+    #[test]
+    fn writing_more_files_than_announced_and_rolling_back_leave_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.begin().expect("begin");
+        s.expect_files(1, 1).expect("expect");
+        assert!(put(&mut s, "a.png", b"1"));
+        assert!(put(&mut s, "b.png", b"22"));
+        assert!(put(&mut s, "c.png", b"333"));
+        s.rollback().expect("rollback");
+        assert!(tree(&dir.path().join("data")).is_empty());
+
+        // The same store imports again afterwards, announced count exact.
+        s.begin().expect("begin");
+        s.expect_files(2, 3).expect("expect");
+        assert!(put(&mut s, "a.png", b"1"));
+        assert!(put(&mut s, "c.png", b"333"));
+        s.commit().expect("commit");
+        assert_eq!(tree(&dir.path().join("data")).len(), 2);
+    }
+
+    #[test]
+    fn expect_files_needs_a_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        assert!(s.expect_files(3, 3).is_err());
     }
 }

@@ -244,6 +244,17 @@ pub trait Sink {
         parent: &str,
     ) -> Result<u64, StoreError>;
 
+    /// A hint given right after [`Sink::begin`] of an import that writes:
+    /// about `count` files holding `bytes` bytes in all will follow through
+    /// [`Sink::write_file`] (fewer when some already exist). A store may
+    /// prepare for them while rows are imported; the SQLite store creates
+    /// its staging files on a background thread, so the cost of creating
+    /// thousands of files overlaps with inserting rows. Default: ignored.
+    fn expect_files(&mut self, count: u64, bytes: u64) -> Result<(), StoreError> {
+        let _ = (count, bytes);
+        Ok(())
+    }
+
     /// Whether a file exists.
     fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError>;
     /// Creates a file exclusively (an existing file wins: returns `false`).
