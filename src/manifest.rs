@@ -4,6 +4,8 @@
 //! Parsing works on byte slices. Writing reproduces the server's layout
 //! (`JSON.stringify(value, null, 2)`: two-space indent, no trailing newline).
 
+use std::io::Read;
+
 use serde_json::{Map, Number, Value};
 
 /// The manifest schema versions this build reads.
@@ -140,34 +142,46 @@ fn missing_of(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Depth of the deepest nesting in `v`, iteratively.
-fn depth_ok(bytes: &[u8], max: u32) -> bool {
-    let mut depth = 0u32;
-    let mut in_str = false;
-    let mut esc = false;
-    for &c in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return false;
+/// Nesting depth of JSON text, fed in pieces.
+#[derive(Default)]
+struct DepthScan {
+    depth: u32,
+    in_str: bool,
+    esc: bool,
+}
+
+impl DepthScan {
+    /// Feeds bytes; `false` as soon as nesting exceeds `max`.
+    fn feed(&mut self, bytes: &[u8], max: u32) -> bool {
+        for &c in bytes {
+            if self.in_str {
+                if self.esc {
+                    self.esc = false;
+                } else if c == b'\\' {
+                    self.esc = true;
+                } else if c == b'"' {
+                    self.in_str = false;
                 }
+                continue;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            match c {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > max {
+                        return false;
+                    }
+                }
+                b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
         }
+        true
     }
-    true
+}
+
+fn depth_ok(bytes: &[u8], max: u32) -> bool {
+    DepthScan::default().feed(bytes, max)
 }
 
 /// Parses JSON bytes into an object map, refusing nesting beyond `max_depth`.
@@ -420,31 +434,69 @@ impl PartialEq for Trailer {
 }
 
 fn digest_index(l: &Option<LvbakTrailer>) -> Vec<u32> {
-    let Some(l) = l else { return Vec::new() };
-    let mut idx: Vec<u32> = (0..l.sha256.len())
-        .filter_map(|i| u32::try_from(i).ok())
-        .collect();
-    idx.sort_by(|&a, &b| l.sha256[a as usize].0.cmp(&l.sha256[b as usize].0));
+    let Some(LvbakTrailer {
+        digests: Digests::ByName(v),
+        ..
+    }) = l
+    else {
+        return Vec::new();
+    };
+    let mut idx: Vec<u32> = (0..v.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+    idx.sort_by(|&a, &b| v[a as usize].0.cmp(&v[b as usize].0));
     idx
 }
 
 /// lvbak's field in the trailer: per-entry SHA-256 digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LvbakTrailer {
-    /// Version of this field's layout (1).
+    /// Version of this field's layout: 2 (written), 1 (read).
     pub version: u64,
-    /// Entry name → SHA-256 of its uncompressed bytes.
-    pub sha256: Vec<(String, [u8; 32])>,
+    /// The digests, in the layout of `version`.
+    pub digests: Digests,
+}
+
+/// The digests of lvbak's trailer field (FORMAT.md §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Digests {
+    /// Version 1: entry name → SHA-256, a JSON object.
+    ByName(Vec<(String, [u8; 32])>),
+    /// Version 2: the SHA-256 of every entry written before the trailer, in
+    /// central-directory order, as one base64 string (44 bytes an entry
+    /// instead of ~140, and no name held twice).
+    InOrder(Vec<[u8; 32]>),
+}
+
+impl Digests {
+    /// Number of digests.
+    pub fn len(&self) -> usize {
+        match self {
+            Digests::ByName(v) => v.len(),
+            Digests::InOrder(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl LvbakTrailer {
-    /// The digest recorded for `entry` (a linear scan; see [`Trailer::digest`]
-    /// for the indexed lookup).
+    /// The version-2 field lvbak writes: digests in written order.
+    pub fn in_order(digests: Vec<[u8; 32]>) -> LvbakTrailer {
+        LvbakTrailer {
+            version: 2,
+            digests: Digests::InOrder(digests),
+        }
+    }
+
+    /// The digest recorded for `entry` by name (version 1; a linear scan,
+    /// see [`Trailer::digest`] for the indexed lookup).
     pub fn find(&self, entry: &str) -> Option<[u8; 32]> {
-        self.sha256
-            .iter()
-            .find(|(k, _)| k == entry)
-            .map(|(_, d)| *d)
+        match &self.digests {
+            Digests::ByName(v) => v.iter().find(|(k, _)| k == entry).map(|(_, d)| *d),
+            Digests::InOrder(_) => None,
+        }
     }
 }
 
@@ -486,6 +538,9 @@ impl Trailer {
         if let Some(l) = &lvbak {
             let mut m = Map::new();
             m.insert("version".into(), Value::from(l.version));
+            if let Digests::InOrder(v) = &l.digests {
+                m.insert("entries".into(), Value::from(v.len() as u64));
+            }
             raw.insert(LVBAK_FIELD.into(), Value::Object(m));
         }
         Trailer {
@@ -501,26 +556,25 @@ impl Trailer {
     pub fn to_value(&self) -> Value {
         let mut raw = self.raw.clone();
         if let (Some(l), Some(Value::Object(m))) = (&self.lvbak, raw.get_mut(LVBAK_FIELD)) {
-            m.insert(
-                "sha256".into(),
-                Value::Object(
-                    l.sha256
-                        .iter()
-                        .map(|(k, d)| (k.clone(), Value::from(hex(d))))
-                        .collect(),
-                ),
-            );
+            m.insert("sha256".into(), digests_value(&l.digests));
         }
         Value::Object(raw)
     }
 
     /// The bytes of `manifest-stats.json` (server layout:
-    /// `JSON.stringify(value, null, 2)`). The digests are written as text
-    /// straight from [`Trailer::lvbak`], never built as a JSON map.
+    /// `JSON.stringify(value, null, 2)`). Version-1 digests are written as
+    /// text straight from [`Trailer::lvbak`], never built as a JSON map.
     pub fn to_json(&self) -> Vec<u8> {
         let mut raw = self.raw.clone();
         let (Some(l), Some(Value::Object(m))) = (&self.lvbak, raw.get_mut(LVBAK_FIELD)) else {
             return to_js_pretty(&Value::Object(raw));
+        };
+        let by_name = match &l.digests {
+            Digests::ByName(v) => v,
+            Digests::InOrder(_) => {
+                m.insert("sha256".into(), digests_value(&l.digests));
+                return to_js_pretty(&Value::Object(raw));
+            }
         };
         // A placeholder no stored string can equal (a control character
         // and a fresh random id), replaced by the digests' text.
@@ -534,15 +588,15 @@ impl Trailer {
             .windows(quoted.len())
             .position(|w| w == quoted.as_slice())
         else {
-            return self.to_value_json();
+            return to_js_pretty(&self.to_value());
         };
-        let mut out = Vec::with_capacity(text.len() + l.sha256.len() * 100);
+        let mut out = Vec::with_capacity(text.len() + by_name.len() * 100);
         out.extend_from_slice(&text[..at]);
-        if l.sha256.is_empty() {
+        if by_name.is_empty() {
             out.extend_from_slice(b"{}");
         } else {
             out.extend_from_slice(b"{");
-            for (i, (k, d)) in l.sha256.iter().enumerate() {
+            for (i, (k, d)) in by_name.iter().enumerate() {
                 out.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
                 out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
                 out.extend_from_slice(b": \"");
@@ -555,35 +609,439 @@ impl Trailer {
         out
     }
 
-    fn to_value_json(&self) -> Vec<u8> {
-        to_js_pretty(&self.to_value())
-    }
-
-    /// The recorded digest of an entry.
+    /// The digest recorded for an entry by name (version 1 only; version 2
+    /// records digests by position, see [`Trailer::digest_at`]).
     pub fn digest(&self, entry: &str) -> Option<[u8; 32]> {
-        let l = self.lvbak.as_ref()?;
+        let Some(LvbakTrailer {
+            digests: Digests::ByName(v),
+            ..
+        }) = &self.lvbak
+        else {
+            return None;
+        };
         let k = self
             .index
             .binary_search_by(|&i| {
-                l.sha256
-                    .get(i as usize)
+                v.get(i as usize)
                     .map_or(std::cmp::Ordering::Less, |(k, _)| k.as_str().cmp(entry))
             })
             .ok()?;
         let i = *self.index.get(k)? as usize;
-        l.sha256.get(i).map(|(_, d)| *d)
+        v.get(i).map(|(_, d)| *d)
+    }
+
+    /// The digest recorded for the entry at `position` among the entries
+    /// written before the trailer, in central-directory order (version 2).
+    pub fn digest_at(&self, position: usize) -> Option<[u8; 32]> {
+        match &self.lvbak.as_ref()?.digests {
+            Digests::InOrder(v) => v.get(position).copied(),
+            Digests::ByName(_) => None,
+        }
+    }
+}
+
+fn digests_value(d: &Digests) -> Value {
+    match d {
+        Digests::ByName(v) => Value::Object(
+            v.iter()
+                .map(|(k, d)| (k.clone(), Value::from(hex(d))))
+                .collect(),
+        ),
+        Digests::InOrder(v) => {
+            let mut bytes = Vec::with_capacity(v.len() * 32);
+            for d in v {
+                bytes.extend_from_slice(d);
+            }
+            Value::String(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                bytes,
+            ))
+        }
+    }
+}
+
+/// The version-2 digests: `entries` × 32 bytes, standard base64.
+fn in_order_digests(b64: &str, entries: u64) -> Option<Vec<[u8; 32]>> {
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok()?;
+    if bytes.len() % 32 != 0 || (bytes.len() / 32) as u64 != entries {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(c);
+                d
+            })
+            .collect(),
+    )
+}
+
+impl Trailer {
+    /// Parses a trailer from a reader, as [`Trailer::parse`] does from
+    /// bytes, without holding its text or building a JSON map of its
+    /// digests (tens of thousands of entries make a trailer of megabytes).
+    /// `Ok(None)` when the server would ignore it (not JSON, not an object,
+    /// nested deeper than `max_depth`); `Err` only for the reader's errors
+    /// (a failed size, CRC-32 or digest check of the entry, say).
+    pub fn from_reader<R: Read>(r: R, max_depth: u32) -> std::io::Result<Option<Trailer>> {
+        let mut guard = DepthGuard {
+            inner: r,
+            scan: DepthScan::default(),
+            max: max_depth,
+            too_deep: false,
+            failure: None,
+        };
+        let parsed = {
+            let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
+                64 * 1024,
+                &mut guard,
+            ));
+            serde::de::DeserializeSeed::deserialize(TrailerSeed, &mut de)
+                .and_then(|t| de.end().map(|()| t))
+        };
+        if let Some(e) = guard.failure.take() {
+            return Err(e);
+        }
+        // Read to the end (the size, CRC-32 and digest checks run there).
+        let DepthGuard {
+            mut inner,
+            too_deep,
+            ..
+        } = guard;
+        std::io::copy(&mut inner, &mut std::io::sink())?;
+        if too_deep {
+            return Ok(None);
+        }
+        Ok(parsed.ok().flatten().map(|(raw, lvbak)| Trailer {
+            counts: counts_of(raw.get("counts")),
+            missing_files: missing_of(raw.get("missingFiles")),
+            index: digest_index(&lvbak),
+            lvbak,
+            raw,
+        }))
+    }
+}
+
+/// Passes bytes through, tracking JSON nesting (stops, with an error, past
+/// the limit) and keeping the inner reader's own error.
+struct DepthGuard<R> {
+    inner: R,
+    scan: DepthScan,
+    max: u32,
+    too_deep: bool,
+    failure: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for DepthGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.too_deep {
+            return Err(std::io::Error::other("nested too deeply"));
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let kind = e.kind();
+                let msg = e.to_string();
+                if kind != std::io::ErrorKind::Interrupted {
+                    self.failure = Some(e);
+                }
+                return Err(std::io::Error::new(kind, msg));
+            }
+        };
+        if !self.scan.feed(&buf[..n], self.max) {
+            self.too_deep = true;
+            return Err(std::io::Error::other("nested too deeply"));
+        }
+        Ok(n)
+    }
+}
+
+type TrailerParts = (Map<String, Value>, Option<LvbakTrailer>);
+
+/// Deserializes the trailer object; `None` when it is not an object.
+struct TrailerSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TrailerSeed {
+    type Value = Option<TrailerParts>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(TrailerVisitor)
+    }
+}
+
+struct TrailerVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TrailerVisitor {
+    type Value = Option<TrailerParts>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut raw = Map::new();
+        let mut lvbak = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == LVBAK_FIELD {
+                let (v, l) = m.next_value_seed(LvbakSeed)?;
+                raw.insert(k, v);
+                lvbak = l; // the last one wins, as in JSON.parse
+            } else {
+                let v: Value = m.next_value()?;
+                raw.insert(k, v);
+            }
+        }
+        Ok(Some((raw, lvbak)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The `lvbak` field: its value as stored, minus the digests when they
+/// parse (then returned as the typed field).
+struct LvbakSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for LvbakSeed {
+    type Value = (Value, Option<LvbakTrailer>);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LvbakVisitor)
+    }
+}
+
+struct LvbakVisitor;
+
+impl LvbakVisitor {
+    fn plain(v: Value) -> (Value, Option<LvbakTrailer>) {
+        (v, None)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
+    type Value = (Value, Option<LvbakTrailer>);
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut obj = Map::new();
+        let mut digests: Option<ParsedDigests> = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == "sha256" {
+                digests = Some(m.next_value_seed(DigestsSeed)?);
+                // Keeps the key's place; the value is set below.
+                obj.insert(k, Value::Null);
+            } else {
+                let v: Value = m.next_value()?;
+                obj.insert(k, v);
+            }
+        }
+        let version = obj.get("version").and_then(Value::as_u64);
+        match (version, digests) {
+            (Some(version), Some(Ok(by_name))) => {
+                obj.shift_remove("sha256");
+                Ok((
+                    Value::Object(obj),
+                    Some(LvbakTrailer {
+                        version,
+                        digests: Digests::ByName(by_name),
+                    }),
+                ))
+            }
+            (Some(2), Some(Err(Value::String(b64)))) => {
+                let decoded = obj
+                    .get("entries")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| in_order_digests(&b64, n));
+                match decoded {
+                    Some(d) => {
+                        obj.shift_remove("sha256");
+                        Ok((
+                            Value::Object(obj),
+                            Some(LvbakTrailer {
+                                version: 2,
+                                digests: Digests::InOrder(d),
+                            }),
+                        ))
+                    }
+                    None => {
+                        obj.insert("sha256".into(), Value::String(b64));
+                        Ok((Value::Object(obj), None))
+                    }
+                }
+            }
+            (_, Some(Ok(sha256))) => {
+                let m: Map<String, Value> = sha256
+                    .into_iter()
+                    .map(|(k, d)| (k, Value::from(hex(&d))))
+                    .collect();
+                obj.insert("sha256".into(), Value::Object(m));
+                Ok((Value::Object(obj), None))
+            }
+            (_, Some(Err(v))) => {
+                obj.insert("sha256".into(), v);
+                Ok((Value::Object(obj), None))
+            }
+            (_, None) => Ok((Value::Object(obj), None)),
+        }
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = s.next_element::<Value>()? {
+            v.push(x);
+        }
+        Ok(Self::plain(Value::Array(v)))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::Bool(b)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::from(n)))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::from(n)))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(Self::plain(
+            Number::from_f64(n).map_or(Value::Null, Value::Number),
+        ))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::String(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::String(s)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Self::plain(Value::Null))
+    }
+}
+
+/// `lvbak.sha256`: `Ok` with the digests when it is an object of 64-digit
+/// hex strings, else `Err` with the value as stored.
+type ParsedDigests = Result<Vec<(String, [u8; 32])>, Value>;
+
+/// Deserializes `lvbak.sha256` into [`ParsedDigests`].
+struct DigestsSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for DigestsSeed {
+    type Value = ParsedDigests;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(DigestsVisitor)
+    }
+}
+
+struct DigestsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
+    type Value = ParsedDigests;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut good: Vec<(String, [u8; 32])> = Vec::new();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut bad: Option<Map<String, Value>> = None;
+        while let Some(k) = m.next_key::<String>()? {
+            let v: Value = m.next_value()?;
+            if let Some(map) = &mut bad {
+                map.insert(k, v);
+                continue;
+            }
+            match v.as_str().and_then(unhex32) {
+                Some(d) => match seen.get(&k) {
+                    // A repeated key: the last value wins, in the first place.
+                    Some(&i) => good[i].1 = d,
+                    None => {
+                        seen.insert(k.clone(), good.len());
+                        good.push((k, d));
+                    }
+                },
+                None => {
+                    let mut map: Map<String, Value> = std::mem::take(&mut good)
+                        .into_iter()
+                        .map(|(k, d)| (k, Value::from(hex(&d))))
+                        .collect();
+                    map.insert(k, v);
+                    bad = Some(map);
+                }
+            }
+        }
+        Ok(match bad {
+            Some(map) => Err(Value::Object(map)),
+            None => Ok(good),
+        })
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = s.next_element::<Value>()? {
+            v.push(x);
+        }
+        Ok(Err(Value::Array(v)))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Err(Value::Bool(b)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(n)))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(n)))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(Err(Number::from_f64(n).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Err(Value::String(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(Err(Value::String(s)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(Value::Null))
     }
 }
 
 fn parse_lvbak_field(v: &Value) -> Option<LvbakTrailer> {
     let m = v.as_object()?;
     let version = m.get("version")?.as_u64()?;
-    let digests = m.get("sha256")?.as_object()?;
-    let mut sha256 = Vec::with_capacity(digests.len());
-    for (k, v) in digests {
-        sha256.push((k.clone(), unhex32(v.as_str()?)?));
+    match m.get("sha256")? {
+        Value::Object(digests) => {
+            let mut by_name = Vec::with_capacity(digests.len());
+            for (k, v) in digests {
+                by_name.push((k.clone(), unhex32(v.as_str()?)?));
+            }
+            Some(LvbakTrailer {
+                version,
+                digests: Digests::ByName(by_name),
+            })
+        }
+        Value::String(b64) if version == 2 => {
+            let entries = m.get("entries")?.as_u64()?;
+            Some(LvbakTrailer {
+                version,
+                digests: Digests::InOrder(in_order_digests(b64, entries)?),
+            })
+        }
+        _ => None,
     }
-    Some(LvbakTrailer { version, sha256 })
 }
 
 /// Lowercase hex.
@@ -669,12 +1127,72 @@ mod tests {
             vec![],
             Some(LvbakTrailer {
                 version: 1,
-                sha256: vec![("manifest.json".into(), [7; 32])],
+                digests: Digests::ByName(vec![("manifest.json".into(), [7; 32])]),
             }),
         );
         let back = Trailer::parse(&t.to_json(), 8).unwrap();
         assert_eq!(back.digest("manifest.json"), Some([7; 32]));
         assert_eq!(back.counts, vec![("chats".to_string(), 3)]);
+    }
+
+    #[test]
+    fn reading_a_trailer_as_a_stream_gives_what_parsing_its_bytes_gives() {
+        let d = |c: char| c.to_string().repeat(64);
+        let cases: Vec<String> = vec![
+            format!(
+                r#"{{"counts":{{"chats":2}},"missingFiles":["a"],"lvbak":{{"version":1,"sha256":{{"manifest.json":"{}","x":"{}"}}}}}}"#,
+                d('a'),
+                d('b')
+            ),
+            // Invalid hex, a missing version, sha256 not an object, duplicates.
+            format!(
+                r#"{{"lvbak":{{"version":1,"sha256":{{"a":"{}","b":"zz"}}}}}}"#,
+                d('c')
+            ),
+            format!(
+                r#"{{"lvbak":{{"sha256":{{"a":"{}"}},"extra":[1,2]}}}}"#,
+                d('d')
+            ),
+            r#"{"lvbak":{"version":1,"sha256":"nope"}}"#.to_string(),
+            r#"{"lvbak":[1,{"a":null}],"counts":7}"#.to_string(),
+            format!(
+                r#"{{"lvbak":{{"version":1,"sha256":{{"a":"{}","a":"{}"}}}},"lvbak":{{"version":2,"sha256":{{}}}}}}"#,
+                d('e'),
+                d('f')
+            ),
+            format!(
+                r#"{{"lvbak":{{"version":1,"sha256":{{"a":"{}","b":"{}","a":"{}"}}}}}}"#,
+                d('1'),
+                d('2'),
+                d('3')
+            ),
+            r#"{"lvbak":{"version":1.5,"sha256":{}},"n":-3,"f":2.5,"t":true,"z":null}"#.to_string(),
+            // Ignored by the server: not an object, not JSON, too deep.
+            "[1,2]".to_string(),
+            "\"text\"".to_string(),
+            "{\"a\":1} trailing".to_string(),
+            "{\"a\":".to_string(),
+            format!("{{\"a\":{}1{}}}", "[".repeat(20), "]".repeat(20)),
+            "{\"s\":\"[[[[[[[[[[[[[[[[[[[[[[\\\"\"}".to_string(),
+        ];
+        for text in cases {
+            let bytes = text.as_bytes();
+            let parsed = Trailer::parse(bytes, 8);
+            let streamed = Trailer::from_reader(bytes, 8).expect("no I/O error");
+            assert_eq!(streamed, parsed, "{text}");
+            if let (Some(a), Some(b)) = (&streamed, &parsed) {
+                assert_eq!(a.to_json(), b.to_json(), "{text}");
+                assert_eq!(a.to_value(), b.to_value(), "{text}");
+            }
+        }
+        // The reader's own failure is an error, not an ignored trailer.
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("CRC-32 mismatch"))
+            }
+        }
+        assert!(Trailer::from_reader(Failing, 8).is_err());
     }
 
     #[test]
@@ -696,7 +1214,7 @@ mod tests {
                 vec!["files/x".into()],
                 Some(LvbakTrailer {
                     version: 1,
-                    sha256: digests.clone(),
+                    digests: Digests::ByName(digests.clone()),
                 }),
             );
             let text = t.to_json();

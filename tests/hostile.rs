@@ -687,3 +687,74 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
         }
     }
 }
+
+/// Name problems come in central-directory order, each naming the entry it
+/// is about (twins against the one before them; duplicates after the first).
+#[test]
+fn name_problems_are_listed_in_directory_order() {
+    let mut b = raw(&[
+        ("manifest.json", MANIFEST),
+        ("files/avatars/B.png", b"1"),
+        ("files/avatars/a.png", b"2"),
+        ("files/databank/a.png", b"3"),
+        ("files/avatars/b.png", b"4"),
+        ("database/chats.ndjson", b""),
+        ("files/avatars/A.png", b"5"),
+        ("files/avatars/Q.png", b"6"),
+        ("files/avatars/A.PNG", b"7"),
+        ("database/chatQ.ndjson", b""),
+    ]);
+    // The writer refuses duplicates: rename in place (local and central).
+    for (from, to) in [
+        (&b"files/avatars/Q.png"[..], &b"files/avatars/a.png"[..]),
+        (b"database/chatQ.ndjson", b"database/chats.ndjson"),
+    ] {
+        let mut at = 0;
+        while let Some(i) = b[at..].windows(from.len()).position(|w| w == from) {
+            b[at + i..at + i + to.len()].copy_from_slice(to);
+            at += i + 1;
+        }
+    }
+    let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Fast);
+    let got: Vec<(&str, &str)> = r
+        .problems
+        .iter()
+        .filter(|p| p.code != "no_trailer")
+        .map(|p| (p.code, p.entry.as_deref().unwrap_or("")))
+        .collect();
+    let twin = lvbak::ArchiveError::CaseTwin {
+        entry: String::new(),
+        other: String::new(),
+    }
+    .code();
+    let dup = lvbak::ArchiveError::DuplicateName {
+        entry: String::new(),
+    }
+    .code();
+    assert_eq!(
+        got,
+        vec![
+            (twin, "files/avatars/b.png"),
+            (twin, "files/avatars/A.png"),
+            (dup, "files/avatars/a.png"),
+            (twin, "files/avatars/A.PNG"),
+            (dup, "database/chats.ndjson"),
+        ],
+        "{:?}",
+        r.problems
+    );
+    // The first problem is what opening reports.
+    assert!(matches!(
+        open(&b).unwrap_err(),
+        ArchiveError::CaseTwin { ref entry, ref other }
+            if entry == "files/avatars/b.png" && other == "files/avatars/B.png"
+    ));
+    let twins: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.code == twin)
+        .map(|p| p.message.as_str())
+        .collect();
+    assert!(twins[1].contains("files/avatars/a.png"), "{twins:?}");
+    assert!(twins[2].contains("files/avatars/A.png"), "{twins:?}");
+}

@@ -70,3 +70,63 @@ fn manifest_vector() {
     let back = Manifest::parse(&bytes, 64).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn trailer_vector() {
+    use lvbak::manifest::{LvbakTrailer, Trailer};
+    use sha2::{Digest, Sha256};
+    let v = load("trailer.json");
+    let counts: Vec<(String, u64)> = v["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[0].as_str().unwrap().to_owned(), c[1].as_u64().unwrap()))
+        .collect();
+    let missing: Vec<String> = v["missingFiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    let entries = v["entries"].as_array().unwrap();
+    let digests: Vec<[u8; 32]> = entries
+        .iter()
+        .map(|e| Sha256::digest(e["content"].as_str().unwrap().as_bytes()).into())
+        .collect();
+    for (e, d) in entries.iter().zip(&digests) {
+        assert_eq!(lvbak::manifest::hex(d), e["sha256"].as_str().unwrap());
+    }
+    let t = Trailer::new(
+        counts,
+        missing,
+        Some(LvbakTrailer::in_order(digests.clone())),
+    );
+    let bytes = v["bytes"].as_str().unwrap().as_bytes();
+    assert_eq!(
+        String::from_utf8(t.to_json()).unwrap(),
+        v["bytes"].as_str().unwrap()
+    );
+    for parsed in [
+        Trailer::parse(bytes, 128).unwrap(),
+        Trailer::from_reader(bytes, 128).unwrap().unwrap(),
+    ] {
+        for (i, d) in digests.iter().enumerate() {
+            assert_eq!(parsed.digest_at(i), Some(*d));
+        }
+        assert_eq!(parsed.digest_at(digests.len()), None);
+        assert_eq!(parsed.to_json(), bytes);
+    }
+    // Base64 of the wrong length is not a digest field: kept, not used.
+    let short = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .replace("\"entries\": 3", "\"entries\": 4");
+    let p = Trailer::parse(short.as_bytes(), 128).unwrap();
+    assert!(p.lvbak.is_none());
+    assert!(p.raw["lvbak"]["sha256"].is_string());
+    assert_eq!(
+        Trailer::from_reader(short.as_bytes(), 128)
+            .unwrap()
+            .unwrap(),
+        p
+    );
+}

@@ -1,6 +1,5 @@
 //! [`Archive`]: reading a `.lvbak` over any `Read + Seek`.
 
-use std::collections::HashMap;
 use std::io::{BufReader, Read, Seek};
 use std::sync::Arc;
 
@@ -64,49 +63,98 @@ impl<R> std::fmt::Debug for Archive<R> {
 }
 
 /// Checks the directory against names, duplicates, limits and overlap.
-/// Returns the entries (those with valid names) and every problem found.
+/// Returns the entries (those with valid names; of duplicates, the first)
+/// and every problem found, in central-directory order. Takes the
+/// directory's records instead of copying them; duplicates and case twins
+/// are found by sorting positions, so no name is held twice.
 pub(crate) fn index_entries(
-    cd: &CentralDirectory,
+    mut cd: CentralDirectory,
     limits: &Limits,
 ) -> (Vec<Entry>, Vec<ArchiveError>) {
-    let mut problems: Vec<ArchiveError> = Vec::new();
-    let mut entries = Vec::with_capacity(cd.entries.len());
-    let mut seen: HashMap<EntryName, ()> = HashMap::with_capacity(cd.entries.len());
-    let mut folded: HashMap<String, String> = HashMap::new();
+    let overlap = cd.entry_problems();
+    let records = std::mem::take(&mut cd.entries);
+    let mut located: Vec<(usize, ArchiveError)> = Vec::new();
+    let mut entries = Vec::with_capacity(records.len());
     let mut text = 0u64;
     let mut total = 0u64;
-    for c in &cd.entries {
+    for (pos, c) in records.into_iter().enumerate() {
         total = total.saturating_add(c.uncompressed_size);
         match EntryName::parse(&c.name) {
             Ok(name) => {
                 if name.is_text() {
                     text += 1;
                 }
-                if seen.insert(name.clone(), ()).is_some() {
-                    problems.push(ArchiveError::DuplicateName {
-                        entry: name.to_string(),
-                    });
-                    continue;
-                }
-                if !limits.allow_case_twins && matches!(name, EntryName::File { .. }) {
-                    let canonical = name.to_string();
-                    if let Some(other) =
-                        folded.insert(canonical.to_ascii_lowercase(), canonical.clone())
-                    {
-                        problems.push(ArchiveError::CaseTwin {
-                            entry: canonical,
-                            other,
-                        });
-                    }
-                }
-                entries.push(Entry {
-                    name,
-                    central: c.clone(),
-                });
+                entries.push(Entry { name, central: c });
             }
-            Err(e) => problems.push(e.into()),
+            Err(e) => located.push((pos, e.into())),
         }
     }
+    // Duplicates: equal names sit together once sorted; the first stays.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].name.cmp(&entries[b].name).then(a.cmp(&b)));
+    let mut keep = vec![true; entries.len()];
+    for w in order.windows(2) {
+        if let [a, b] = *w {
+            if entries[a].name == entries[b].name {
+                keep[b] = false;
+                located.push((
+                    entries[b].central.index,
+                    ArchiveError::DuplicateName {
+                        entry: entries[b].name.to_string(),
+                    },
+                ));
+            }
+        }
+    }
+    // Case twins among files: names equal but for ASCII case, compared in
+    // place; each is reported against the one before it.
+    if !limits.allow_case_twins {
+        fn folded(e: &Entry) -> Option<(Bucket, &str)> {
+            match &e.name {
+                EntryName::File { bucket, name } => Some((*bucket, name.as_str())),
+                _ => None,
+            }
+        }
+        let cmp_fold = |x: &str, y: &str| {
+            x.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+        };
+        let mut files: Vec<usize> = (0..entries.len())
+            .filter(|&i| keep[i] && folded(&entries[i]).is_some())
+            .collect();
+        files.sort_by(|&a, &b| match (folded(&entries[a]), folded(&entries[b])) {
+            (Some((ba, na)), Some((bb, nb))) => ba
+                .as_str()
+                .cmp(bb.as_str())
+                .then_with(|| cmp_fold(na, nb))
+                .then(a.cmp(&b)),
+            _ => a.cmp(&b),
+        });
+        for w in files.windows(2) {
+            if let [a, b] = *w {
+                if let (Some((ba, na)), Some((bb, nb))) = (folded(&entries[a]), folded(&entries[b]))
+                {
+                    if ba == bb && cmp_fold(na, nb).is_eq() {
+                        located.push((
+                            entries[b].central.index,
+                            ArchiveError::CaseTwin {
+                                entry: entries[b].name.to_string(),
+                                other: entries[a].name.to_string(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut i = 0;
+    entries.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    located.sort_by_key(|(pos, _)| *pos);
+    let mut problems: Vec<ArchiveError> = located.into_iter().map(|(_, p)| p).collect();
     if text > limits.max_text_entries {
         problems.push(ArchiveError::TooManyTextEntries {
             count: text,
@@ -119,7 +167,7 @@ pub(crate) fn index_entries(
             limit: limits.max_total_uncompressed_bytes,
         });
     }
-    problems.extend(cd.entry_problems().into_iter().map(ArchiveError::from));
+    problems.extend(overlap.into_iter().map(ArchiveError::from));
     (entries, problems)
 }
 
@@ -130,11 +178,12 @@ impl<R: Read + Seek> Archive<R> {
     /// the trailer. Cost grows with the number of entries, not their size.
     pub fn open(mut reader: R, limits: Limits) -> Result<Archive<R>, ArchiveError> {
         let cd = CentralDirectory::read(&mut reader, &limits)?;
-        let (entries, mut problems) = index_entries(&cd, &limits);
+        let file_len = cd.file_len;
+        let (entries, mut problems) = index_entries(cd, &limits);
         if !problems.is_empty() {
             return Err(problems.swap_remove(0));
         }
-        Archive::from_parts(reader, cd.file_len, entries, limits)
+        Archive::from_parts(reader, file_len, entries, limits)
     }
 
     pub(crate) fn from_parts(
@@ -188,15 +237,8 @@ impl<R: Read + Seek> Archive<R> {
             Ok(None) => problems.push(ArchiveError::NoManifest),
             Err(e) => problems.push(e),
         }
-        match a.read_json_entry(
-            &EntryName::Trailer,
-            a.limits.max_trailer_bytes,
-            "Limits::max_trailer_bytes",
-        ) {
-            Ok(Some(bytes)) => {
-                a.trailer = Trailer::parse(&bytes, a.limits.max_json_depth).map(Arc::new);
-                a.trailer_ignored = a.trailer.is_none();
-            }
+        match a.read_trailer() {
+            Ok(Some(t)) => a.trailer = Some(Arc::new(t)),
             Ok(None) => {}
             Err(e) => problems.push(e),
         }
@@ -217,6 +259,28 @@ impl<R: Read + Seek> Archive<R> {
             limits: self.limits.clone(),
             file_len: self.file_len,
         }
+    }
+
+    /// Reads `manifest-stats.json` as a stream (its text is not held).
+    fn read_trailer(&mut self) -> Result<Option<Trailer>, ArchiveError> {
+        let Some(i) = self.find(&EntryName::Trailer) else {
+            return Ok(None);
+        };
+        let size = self.entries[i].central.uncompressed_size;
+        let cap = self.limits.max_trailer_bytes;
+        if size > cap {
+            return Err(ArchiveError::EntryTooLarge {
+                entry: EntryName::Trailer.to_string(),
+                size,
+                limit: cap,
+                hint: "Limits::max_trailer_bytes",
+            });
+        }
+        let depth = self.limits.max_json_depth;
+        let r = self.entry_reader(i)?;
+        let t = Trailer::from_reader(r, depth).map_err(ContainerError::from_io)?;
+        self.trailer_ignored = t.is_none();
+        Ok(t)
     }
 
     fn read_json_entry(
@@ -331,9 +395,30 @@ impl<R> Archive<R> {
 
     /// The recorded SHA-256 of an entry (lvbak trailer field), if any.
     pub fn recorded_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
-        self.trailer
-            .as_ref()
-            .and_then(|t| t.digest(&name.to_string()))
+        self.find(name).and_then(|i| self.digest_of(i))
+    }
+
+    /// The recorded SHA-256 of entry `index`: by name (field version 1) or
+    /// by its position among the entries before the trailer, in
+    /// central-directory order (version 2).
+    pub(crate) fn digest_of(&self, index: usize) -> Option<[u8; 32]> {
+        let t = self.trailer.as_ref()?;
+        let e = self.entries.get(index)?;
+        match &t.lvbak.as_ref()?.digests {
+            crate::manifest::Digests::ByName(_) => t.digest(&e.name.to_string()),
+            crate::manifest::Digests::InOrder(_) => {
+                let trailer_at = self
+                    .find(&EntryName::Trailer)
+                    .and_then(|i| self.entries.get(i))
+                    .map(|t| t.central.index)?;
+                let at = e.central.index;
+                match at.cmp(&trailer_at) {
+                    std::cmp::Ordering::Less => t.digest_at(at),
+                    std::cmp::Ordering::Greater => t.digest_at(at - 1),
+                    std::cmp::Ordering::Equal => None,
+                }
+            }
+        }
     }
 }
 
@@ -341,15 +426,12 @@ impl<R: Read + Seek> Archive<R> {
     /// A checked reader over entry `index` (see [`EntryReader`]); when the
     /// trailer records a digest for it, the digest is checked too.
     pub fn entry_reader(&mut self, index: usize) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let digest = self.digest_of(index);
         let Some(e) = self.entries.get(index) else {
             return Err(ArchiveError::NotFound {
                 entry: format!("#{index}"),
             });
         };
-        let digest = self
-            .trailer
-            .as_ref()
-            .and_then(|t| t.digest(&e.name.to_string()));
         let mut r = EntryReader::new(&mut self.reader, &e.central)?;
         if let Some(d) = digest {
             r.expect_sha256(d);

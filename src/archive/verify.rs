@@ -12,6 +12,7 @@ use super::reader::{index_entries, next_checked_line};
 use super::{Archive, ArchiveError};
 use crate::container::{check_descriptor, check_local, CentralDirectory, ContainerError};
 use crate::entry_name::EntryName;
+use crate::manifest::Digests;
 use crate::ndjson::LineReader;
 use crate::Limits;
 
@@ -96,9 +97,9 @@ pub fn verify_with_progress<R: Read + Seek>(
         }
     };
     report.entries = cd.entries.len() as u64;
-    let (entries, problems) = index_entries(&cd, &limits);
-    report.problems.extend(problems.iter().map(Problem::from));
     let file_len = cd.file_len;
+    let (entries, problems) = index_entries(cd, &limits);
+    report.problems.extend(problems.iter().map(Problem::from));
     let (mut archive, problems) =
         Archive::from_parts_lenient(&mut reader, file_len, entries, limits);
     report.problems.extend(problems.iter().map(Problem::from));
@@ -174,9 +175,8 @@ pub fn verify_path(
     let Ok(cd) = CentralDirectory::read(&mut reader, &limits) else {
         return report;
     };
-    let (entries, _) = index_entries(&cd, &limits);
     let file_len = cd.file_len;
-    drop(cd);
+    let (entries, _) = index_entries(cd, &limits);
     let entries: std::sync::Arc<[super::Entry]> = entries.into();
     let (archive, _) = Archive::from_parts_lenient(
         &mut reader,
@@ -242,8 +242,41 @@ pub fn verify_path(
 
 fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(l) = archive.trailer().and_then(|t| t.lvbak.as_ref()) {
-        let listed: HashSet<&str> = l.sha256.iter().map(|(k, _)| k.as_str()).collect();
+    let Some(l) = archive.trailer().and_then(|t| t.lvbak.as_ref()) else {
+        return out;
+    };
+    if let Digests::InOrder(v) = &l.digests {
+        // Positional: one digest for each entry but the trailer.
+        let mut present = 0usize;
+        for (i, e) in archive.entries().iter().enumerate() {
+            if e.name == EntryName::Trailer {
+                continue;
+            }
+            present += 1;
+            if archive.digest_of(i).is_none() {
+                out.push(Problem {
+                    entry: Some(e.name.to_string()),
+                    code: "digest_missing",
+                    message:
+                        "entry has no digest in the trailer's lvbak field (added after writing?)"
+                            .into(),
+                });
+            }
+        }
+        if v.len() > present {
+            out.push(Problem {
+                entry: None,
+                code: "entry_missing",
+                message: format!(
+                    "the trailer records {} digests for {present} entries (entries removed after writing?)",
+                    v.len()
+                ),
+            });
+        }
+        return out;
+    }
+    if let Digests::ByName(by_name) = &l.digests {
+        let listed: HashSet<&str> = by_name.iter().map(|(k, _)| k.as_str()).collect();
         let present: HashSet<String> = archive
             .entries()
             .iter()

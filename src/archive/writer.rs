@@ -88,7 +88,7 @@ pub struct ArchiveWriter<W: Write> {
     vector_counts: Vec<(String, u64)>,
     files: Vec<(Bucket, u64)>,
     missing: Vec<String>,
-    digests: Vec<(String, [u8; 32])>,
+    digests: Vec<[u8; 32]>,
     uncompressed: u64,
 }
 
@@ -158,11 +158,11 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn end(&mut self, name: &EntryName, sha: Sha256) -> Result<u64, ArchiveError> {
+    fn end(&mut self, sha: Sha256) -> Result<u64, ArchiveError> {
         let w = self.zip.finish_entry()?;
         self.uncompressed += w.uncompressed_size;
         if self.opts.digests {
-            self.digests.push((name.to_string(), sha.finalize().into()));
+            self.digests.push(sha.finalize().into());
         }
         Ok(w.uncompressed_size)
     }
@@ -172,7 +172,7 @@ impl<W: Write> ArchiveWriter<W> {
         self.zip.write_data(bytes)?;
         let mut sha = Sha256::new();
         sha.update(bytes);
-        self.end(name, sha)?;
+        self.end(sha)?;
         Ok(())
     }
 
@@ -206,7 +206,6 @@ impl<W: Write> ArchiveWriter<W> {
         self.begin(&name)?;
         Ok(FileWriter {
             w: self,
-            name,
             bucket,
             sha: Sha256::new(),
         })
@@ -258,10 +257,10 @@ impl<W: Write> ArchiveWriter<W> {
                 .iter()
                 .map(|(t, n)| (format!("lancedb:{t}"), *n)),
         );
-        let lvbak = self.opts.digests.then(|| LvbakTrailer {
-            version: 1,
-            sha256: std::mem::take(&mut self.digests),
-        });
+        let lvbak = self
+            .opts
+            .digests
+            .then(|| LvbakTrailer::in_order(std::mem::take(&mut self.digests)));
         let trailer = Trailer::new(counts.clone(), std::mem::take(&mut self.missing), lvbak);
         let bytes = trailer.to_json();
         let opts = self.entry_opts(&EntryName::Trailer);
@@ -364,7 +363,7 @@ impl<W: Write> TableWriter<'_, W> {
     /// Finishes the entry and returns its row count.
     pub fn finish(self) -> Result<u64, ArchiveError> {
         let sha = self.sha;
-        self.w.end(&self.name, sha)?;
+        self.w.end(sha)?;
         match &self.name {
             EntryName::VectorTable(t) => self.w.vector_counts.push((t.clone(), self.rows)),
             EntryName::Table(t) => self.w.table_counts.push((t.clone(), self.rows)),
@@ -378,7 +377,6 @@ impl<W: Write> TableWriter<'_, W> {
 /// [`FileWriter::finish`].
 pub struct FileWriter<'a, W: Write> {
     w: &'a mut ArchiveWriter<W>,
-    name: EntryName,
     bucket: Bucket,
     sha: Sha256,
 }
@@ -394,7 +392,7 @@ impl<W: Write> FileWriter<'_, W> {
     /// Finishes the entry and returns its size.
     pub fn finish(self) -> Result<u64, ArchiveError> {
         let sha = self.sha;
-        let n = self.w.end(&self.name, sha)?;
+        let n = self.w.end(sha)?;
         match self.w.files.iter_mut().find(|(b, _)| *b == self.bucket) {
             Some((_, c)) => *c += 1,
             None => self.w.files.push((self.bucket, 1)),
