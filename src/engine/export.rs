@@ -1,6 +1,6 @@
 //! Export: a [`Source`] into an archive through the [`ArchiveWriter`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
 use serde_json::Value;
@@ -59,10 +59,29 @@ fn basename(s: &str) -> &str {
     s.rsplit(['/', '\\']).next().unwrap_or(s)
 }
 
+/// A file a row references. Tens of thousands of them wait until the rows
+/// are written, so each is kept small: the store path is derived from
+/// bucket, user and name again when needed, except where the row gave it.
 struct FileRef {
     bucket: Bucket,
-    name: String,
-    path: Option<StorePath>,
+    name: Box<str>,
+    path: RefPath,
+}
+
+enum RefPath {
+    /// `StorePath::for_entry(bucket, user, name)`.
+    Derived,
+    /// From the row (databank documents); `None` when unsafe.
+    Given(Option<StorePath>),
+}
+
+impl FileRef {
+    fn path(&self, user: &str) -> Option<StorePath> {
+        match &self.path {
+            RefPath::Derived => StorePath::for_entry(self.bucket, user, &self.name),
+            RefPath::Given(p) => p.clone(),
+        }
+    }
 }
 
 fn str_of<'a>(row: &'a RowMap, k: &str) -> Option<&'a str> {
@@ -72,7 +91,17 @@ fn str_of<'a>(row: &'a RowMap, k: &str) -> Option<&'a str> {
 /// File references a row carries (FORMAT.md §8, §13.3).
 fn file_refs(table: &str, row: &RowMap, user: &str, out: &mut Vec<FileRef>) {
     let mut push = |bucket: Bucket, name: String, path: Option<StorePath>| {
-        out.push(FileRef { bucket, name, path })
+        let derived = StorePath::for_entry(bucket, user, &name);
+        let path = if path == derived {
+            RefPath::Derived
+        } else {
+            RefPath::Given(path)
+        };
+        out.push(FileRef {
+            bucket,
+            name: name.into_boxed_str(),
+            path,
+        })
     };
     match table {
         "images" => {
@@ -278,21 +307,35 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             }
         }
     }
-    let mut seen: HashSet<(Bucket, String)> = HashSet::new();
+    // First reference wins: later ones to the same file are skipped
+    // (found by sorting positions, without a set of copied names).
+    let mut order: Vec<usize> = (0..refs.len()).collect();
+    order.sort_by(|&a, &b| {
+        (refs[a].bucket, &refs[a].name)
+            .cmp(&(refs[b].bucket, &refs[b].name))
+            .then(a.cmp(&b))
+    });
+    let mut repeated = vec![false; refs.len()];
+    for w in order.windows(2) {
+        if let [a, b] = *w {
+            if refs[a].bucket == refs[b].bucket && refs[a].name == refs[b].name {
+                repeated[b] = true;
+            }
+        }
+    }
+    drop(order);
     let mut missing = Vec::new();
-    for r in refs {
-        if !domain::bucket_domains(r.bucket)
-            .iter()
-            .any(|d| selected.contains(d))
+    for (r, repeated) in refs.into_iter().zip(repeated) {
+        if repeated
+            || !domain::bucket_domains(r.bucket)
+                .iter()
+                .any(|d| selected.contains(d))
         {
             continue;
         }
-        if !seen.insert((r.bucket, r.name.clone())) {
-            continue;
-        }
         cancel.check()?;
-        let shown = r
-            .path
+        let path = r.path(&user);
+        let shown = path
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_else(|| format!("{}/{}", r.bucket, r.name));
@@ -300,7 +343,7 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             missing.push(format!("{shown} (name not allowed in an archive)"));
             continue;
         }
-        let Some(path) = r.path else {
+        let Some(path) = path else {
             missing.push(format!("{shown} (unsafe path)"));
             continue;
         };

@@ -464,18 +464,23 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     // Files.
     p.phase = "files";
     p.table = None;
-    let entries: Vec<(usize, Bucket, String, u64)> = archive
+    // Positions only: the names stay in the archive's entry list.
+    let file_entries: Vec<usize> = archive
         .entries()
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| match &e.name {
+        .filter(|(_, e)| matches!(e.name, EntryName::File { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    for i in file_entries {
+        let Some((bucket, name, size)) = archive.entries().get(i).and_then(|e| match &e.name {
             EntryName::File { bucket, name } => {
-                Some((i, *bucket, name.clone(), e.central.uncompressed_size))
+                Some((*bucket, name.clone(), e.central.uncompressed_size))
             }
             _ => None,
-        })
-        .collect();
-    for (i, bucket, name, size) in entries {
+        }) else {
+            continue;
+        };
         if !domain::bucket_domains(bucket)
             .iter()
             .any(|d| domains.contains(d))
