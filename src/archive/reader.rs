@@ -1,5 +1,6 @@
 //! [`Archive`]: reading a `.lvbak` over any `Read + Seek`.
 
+use std::hash::BuildHasher;
 use std::io::{BufReader, Read, Seek};
 use std::sync::Arc;
 
@@ -43,9 +44,10 @@ pub struct Entry {
 pub struct Archive<R> {
     reader: R,
     entries: Arc<[Entry]>,
-    /// Entry positions sorted by name, for lookups by binary search (no
-    /// second copy of the names).
-    by_name: Vec<u32>,
+    /// Lookup by name without a second copy of the names: (hash of the
+    /// name, position), sorted; a lookup compares the names that share
+    /// the hash.
+    by_name: Arc<NameIndex>,
     manifest: Manifest,
     trailer: Option<Arc<Trailer>>,
     trailer_ignored: bool,
@@ -89,13 +91,22 @@ pub(crate) fn index_entries(
             Err(e) => located.push((pos, e.into())),
         }
     }
-    // Duplicates: equal names sit together once sorted; the first stays.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| entries[a].name.cmp(&entries[b].name).then(a.cmp(&b)));
+    // Duplicates: names grouped by hash, compared within a group; the
+    // first stays. No copy of any name is made.
+    let hasher = std::collections::hash_map::RandomState::new();
     let mut keep = vec![true; entries.len()];
-    for w in order.windows(2) {
-        if let [a, b] = *w {
-            if entries[a].name == entries[b].name {
+    let mut hashed: Vec<(u64, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (hasher.hash_one(&e.name), i))
+        .collect();
+    hashed.sort_unstable();
+    for group in hashed.chunk_by(|a, b| a.0 == b.0) {
+        for (k, &(_, b)) in group.iter().enumerate() {
+            if group[..k]
+                .iter()
+                .any(|&(_, a)| keep[a] && entries[a].name == entries[b].name)
+            {
                 keep[b] = false;
                 located.push((
                     entries[b].central.index,
@@ -106,8 +117,9 @@ pub(crate) fn index_entries(
             }
         }
     }
-    // Case twins among files: names equal but for ASCII case, compared in
-    // place; each is reported against the one before it.
+    // Case twins among files: names equal but for ASCII case, each reported
+    // against the latest one before it; grouped by a hash of the folded
+    // name, then compared in place.
     if !limits.allow_case_twins {
         fn folded(e: &Entry) -> Option<(Bucket, &str)> {
             match &e.name {
@@ -115,35 +127,39 @@ pub(crate) fn index_entries(
                 _ => None,
             }
         }
-        let cmp_fold = |x: &str, y: &str| {
-            x.bytes()
-                .map(|c| c.to_ascii_lowercase())
-                .cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+        let fold_eq = |x: &Entry, y: &Entry| match (folded(x), folded(y)) {
+            (Some((bx, nx)), Some((by, ny))) => bx == by && nx.eq_ignore_ascii_case(ny),
+            _ => false,
         };
-        let mut files: Vec<usize> = (0..entries.len())
-            .filter(|&i| keep[i] && folded(&entries[i]).is_some())
+        let mut files: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| keep[i])
+            .filter_map(|(i, e)| {
+                let (b, n) = folded(e)?;
+                let mut h = std::hash::BuildHasher::build_hasher(&hasher);
+                std::hash::Hash::hash(&b, &mut h);
+                for c in n.bytes() {
+                    std::hash::Hasher::write_u8(&mut h, c.to_ascii_lowercase());
+                }
+                Some((std::hash::Hasher::finish(&h), i))
+            })
             .collect();
-        files.sort_by(|&a, &b| match (folded(&entries[a]), folded(&entries[b])) {
-            (Some((ba, na)), Some((bb, nb))) => ba
-                .as_str()
-                .cmp(bb.as_str())
-                .then_with(|| cmp_fold(na, nb))
-                .then(a.cmp(&b)),
-            _ => a.cmp(&b),
-        });
-        for w in files.windows(2) {
-            if let [a, b] = *w {
-                if let (Some((ba, na)), Some((bb, nb))) = (folded(&entries[a]), folded(&entries[b]))
+        files.sort_unstable();
+        for group in files.chunk_by(|a, b| a.0 == b.0) {
+            for (k, &(_, b)) in group.iter().enumerate() {
+                if let Some(&(_, a)) = group[..k]
+                    .iter()
+                    .rev()
+                    .find(|&&(_, a)| fold_eq(&entries[a], &entries[b]))
                 {
-                    if ba == bb && cmp_fold(na, nb).is_eq() {
-                        located.push((
-                            entries[b].central.index,
-                            ArchiveError::CaseTwin {
-                                entry: entries[b].name.to_string(),
-                                other: entries[a].name.to_string(),
-                            },
-                        ));
-                    }
+                    located.push((
+                        entries[b].central.index,
+                        ArchiveError::CaseTwin {
+                            entry: entries[b].name.to_string(),
+                            other: entries[a].name.to_string(),
+                        },
+                    ));
                 }
             }
         }
@@ -208,12 +224,7 @@ impl<R: Read + Seek> Archive<R> {
         limits: Limits,
     ) -> (Archive<R>, Vec<ArchiveError>) {
         let entries: Arc<[Entry]> = entries.into();
-        // The central directory's count field is 32 bits at most (ZIP64:
-        // checked against the limits), so positions fit in u32.
-        let mut by_name: Vec<u32> = (0..entries.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .collect();
-        by_name.sort_unstable_by(|&x, &y| entries[x as usize].name.cmp(&entries[y as usize].name));
+        let by_name = Arc::new(NameIndex::new(entries.iter().map(|e| &e.name)));
         let mut a = Archive {
             reader,
             entries,
@@ -252,7 +263,7 @@ impl<R: Read + Seek> Archive<R> {
         Archive {
             reader,
             entries: Arc::clone(&self.entries),
-            by_name: self.by_name.clone(),
+            by_name: Arc::clone(&self.by_name),
             manifest: self.manifest.clone(),
             trailer: self.trailer.clone(),
             trailer_ignored: self.trailer_ignored,
@@ -382,10 +393,8 @@ impl<R> Archive<R> {
     /// The index of an entry by name.
     pub fn find(&self, name: &EntryName) -> Option<usize> {
         self.by_name
-            .binary_search_by(|&j| self.entries[j as usize].name.cmp(name))
-            .ok()
-            .and_then(|k| self.by_name.get(k))
-            .map(|&j| j as usize)
+            .candidates(name)
+            .find(|&j| self.entries.get(j).is_some_and(|e| e.name == *name))
     }
 
     /// The line cap in force for this archive's NDJSON.
@@ -665,5 +674,37 @@ impl<R: Read> Iterator for Rows<'_, R> {
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+/// Entry positions by a hash of their names, sorted: lookups compare only
+/// the names sharing the hash, and no name is copied.
+#[derive(Debug)]
+pub(crate) struct NameIndex {
+    hasher: std::collections::hash_map::RandomState,
+    sorted: Vec<(u64, u32)>,
+}
+
+impl NameIndex {
+    fn new<'a>(names: impl Iterator<Item = &'a EntryName>) -> NameIndex {
+        let hasher = std::collections::hash_map::RandomState::new();
+        // Positions fit in u32: the directory's entry count is checked
+        // against the limits (at most u32::MAX even with ZIP64).
+        let mut sorted: Vec<(u64, u32)> = names
+            .enumerate()
+            .filter_map(|(i, n)| Some((hasher.hash_one(n), u32::try_from(i).ok()?)))
+            .collect();
+        sorted.sort_unstable();
+        NameIndex { hasher, sorted }
+    }
+
+    /// Positions whose name has the same hash as `name`.
+    fn candidates(&self, name: &EntryName) -> impl Iterator<Item = usize> + '_ {
+        let h = self.hasher.hash_one(name);
+        let start = self.sorted.partition_point(|&(x, _)| x < h);
+        self.sorted[start..]
+            .iter()
+            .take_while(move |&&(x, _)| x == h)
+            .map(|&(_, i)| i as usize)
     }
 }

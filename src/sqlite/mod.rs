@@ -15,7 +15,7 @@
 
 pub mod identity;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -61,8 +61,10 @@ pub struct SqliteStore {
     /// Whether this import runs with a rollback journal (a new database).
     rollback_journal: bool,
     precreate: Option<Precreate>,
-    staged: Vec<(PathBuf, PathBuf)>,
-    staged_set: HashSet<String>,
+    /// Files written in this transaction: store path → staging file number
+    /// (the staging file is `staging/N`, the destination derives from the
+    /// store path: nothing else is kept per file).
+    staged: HashMap<Box<str>, u32>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -121,8 +123,7 @@ impl SqliteStore {
             staging: None,
             rollback_journal: false,
             precreate: None,
-            staged: Vec::new(),
-            staged_set: HashSet::new(),
+            staged: HashMap::new(),
         })
     }
 
@@ -219,8 +220,14 @@ impl SqliteStore {
     }
 
     fn path(&self, p: &StorePath) -> PathBuf {
+        self.path_of(p.as_str())
+    }
+
+    /// The file of a store path (already checked: `StorePath` or one of
+    /// the staged, which were).
+    fn path_of(&self, p: &str) -> PathBuf {
         let mut out = self.data_dir.clone();
-        for seg in p.as_str().split('/') {
+        for seg in p.split('/') {
             out.push(seg);
         }
         out
@@ -540,7 +547,6 @@ impl Sink for SqliteStore {
         fs::create_dir_all(&staging)?;
         self.staging = Some(staging);
         self.staged.clear();
-        self.staged_set.clear();
         Ok(())
     }
 
@@ -552,11 +558,22 @@ impl Sink for SqliteStore {
         // Move staged files into place (exclusively), then commit the rows.
         let mut placed: Vec<PathBuf> = Vec::new();
         let mut failure: Option<StoreError> = None;
-        for (tmp, dest) in std::mem::take(&mut self.staged) {
+        let mut staged: Vec<(u32, Box<str>)> = std::mem::take(&mut self.staged)
+            .into_iter()
+            .map(|(p, n)| (n, p))
+            .collect();
+        staged.sort_unstable_by_key(|(n, _)| *n);
+        let mut made_dir: Option<PathBuf> = None;
+        for (n, path) in staged {
+            let tmp = staging.join(format!("{n}"));
+            let dest = self.path_of(&path);
             if let Some(parent) = dest.parent() {
-                if let Err(e) = fs::create_dir_all(parent) {
-                    failure = Some(e.into());
-                    break;
+                if made_dir.as_deref() != Some(parent) {
+                    if let Err(e) = fs::create_dir_all(parent) {
+                        failure = Some(e.into());
+                        break;
+                    }
+                    made_dir = Some(parent.to_owned());
                 }
             }
             if dest.exists() {
@@ -600,7 +617,6 @@ impl Sink for SqliteStore {
         let staging = self.staging.take();
         self.stop_precreate();
         self.staged.clear();
-        self.staged_set.clear();
         self.columns.clear();
         let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
         if std::mem::take(&mut self.rollback_journal) {
@@ -795,7 +811,7 @@ impl Sink for SqliteStore {
     }
 
     fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError> {
-        Ok(self.path(path).exists() || self.staged_set.contains(path.as_str()))
+        Ok(self.staged.contains_key(path.as_str()) || self.path(path).exists())
     }
 
     fn write_file(&mut self, path: &StorePath, data: &mut dyn Read) -> Result<bool, StoreError> {
@@ -806,6 +822,14 @@ impl Sink for SqliteStore {
             return Err(StoreError::new("write_file outside a transaction"));
         };
         let index = self.staged.len();
+        let number = u32::try_from(index)
+            .map_err(|_| StoreError::new("more than 4,294,967,295 files in one import"))?;
+        let dest = self.path(path);
+        if !dest.starts_with(&self.data_dir) {
+            return Err(StoreError::new(format!(
+                "{path} would leave the data directory"
+            )));
+        }
         let tmp = staging.join(format!("{index}"));
         let mut f = match &self.precreate {
             // Created empty by the background thread (or it stopped early
@@ -821,14 +845,7 @@ impl Sink for SqliteStore {
                 .open(&tmp)?,
         };
         std::io::copy(data, &mut f)?;
-        let dest = self.path(path);
-        if !dest.starts_with(&self.data_dir) {
-            return Err(StoreError::new(format!(
-                "{path} would leave the data directory"
-            )));
-        }
-        self.staged.push((tmp, dest));
-        self.staged_set.insert(path.as_str().to_owned());
+        self.staged.insert(path.as_str().into(), number);
         Ok(true)
     }
 
