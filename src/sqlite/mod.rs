@@ -554,10 +554,10 @@ impl Sink for SqliteStore {
         let Some(staging) = self.staging.take() else {
             return Err(StoreError::new("commit without begin"));
         };
-        self.stop_precreate();
-        // Move staged files into place (exclusively), then commit the rows.
+        // Every staged file written (or the first error), then move them
+        // into place (exclusively), then commit the rows.
+        let mut failure: Option<StoreError> = self.stop_precreate().err();
         let mut placed: Vec<PathBuf> = Vec::new();
-        let mut failure: Option<StoreError> = None;
         let mut staged: Vec<(u32, Box<str>)> = std::mem::take(&mut self.staged)
             .into_iter()
             .map(|(p, n)| (n, p))
@@ -565,6 +565,9 @@ impl Sink for SqliteStore {
         staged.sort_unstable_by_key(|(n, _)| *n);
         let mut made_dir: Option<PathBuf> = None;
         for (n, path) in staged {
+            if failure.is_some() {
+                break;
+            }
             let tmp = staging.join(format!("{n}"));
             let dest = self.path_of(&path);
             if let Some(parent) = dest.parent() {
@@ -615,7 +618,7 @@ impl Sink for SqliteStore {
 
     fn rollback(&mut self) -> Result<(), StoreError> {
         let staging = self.staging.take();
-        self.stop_precreate();
+        let _ = self.stop_precreate();
         self.staged.clear();
         self.columns.clear();
         let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
@@ -803,7 +806,7 @@ impl Sink for SqliteStore {
         let Some(staging) = self.staging.clone() else {
             return Err(StoreError::new("expect_files outside a transaction"));
         };
-        self.stop_precreate();
+        self.stop_precreate()?;
         let first = self.staged.len();
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         self.precreate = Some(Precreate::start(staging, first, count));
@@ -831,9 +834,24 @@ impl Sink for SqliteStore {
             )));
         }
         let tmp = staging.join(format!("{index}"));
+        let mut head = Vec::new();
+        if let Some(p) = self.precreate.as_ref().filter(|p| p.covers(index)) {
+            // A small file goes to the staging thread whole (read and
+            // checked here); a larger one is written below.
+            data.take(HANDOFF_MAX as u64 + 1).read_to_end(&mut head)?;
+            if head.len() <= HANDOFF_MAX {
+                match p.hand_over(index, head) {
+                    Ok(()) => {
+                        self.staged.insert(path.as_str().into(), number);
+                        return Ok(true);
+                    }
+                    Err(back) => head = back,
+                }
+            }
+        }
         let mut f = match &self.precreate {
-            // Created empty by the background thread (or it stopped early
-            // and nothing else writes in our staging folder).
+            // Created empty by the staging thread (or it stopped creating
+            // and nothing else writes this name in our staging folder).
             Some(p) if p.wait_for(index) => fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -844,6 +862,7 @@ impl Sink for SqliteStore {
                 .create_new(true)
                 .open(&tmp)?,
         };
+        std::io::Write::write_all(&mut f, &head)?;
         std::io::copy(data, &mut f)?;
         self.staged.insert(path.as_str().into(), number);
         Ok(true)
@@ -949,59 +968,116 @@ impl Sink for SqliteStore {
 }
 
 impl SqliteStore {
-    fn stop_precreate(&mut self) {
-        if let Some(p) = self.precreate.take() {
-            p.stop();
+    /// Stops the staging thread; its first write error, if any.
+    fn stop_precreate(&mut self) -> Result<(), StoreError> {
+        match self.precreate.take() {
+            Some(p) => p
+                .stop()
+                .map_err(|e| StoreError::with_source("writing a staged file", e)),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.stop_precreate();
+        let _ = self.stop_precreate();
     }
 }
 
-/// Creates the empty staging files `first..first + count` on a background
-/// thread, so that creating thousands of files (costly on some file
-/// systems) overlaps with inserting rows. `write_file` waits for its file.
+/// The staging thread: creates the empty staging files
+/// `first..first + count` ahead (creating thousands of files is costly on
+/// some file systems, and this overlaps it with inserting rows), and
+/// writes the small files `write_file` hands it, so the importing thread
+/// only reads and checks them. Files over [`HANDOFF_MAX`] are written by
+/// the importing thread, which waits for their staging file.
 struct Precreate {
     shared: Arc<(Mutex<PrecreateState>, Condvar)>,
     stop: Arc<AtomicBool>,
+    jobs: Option<std::sync::mpsc::SyncSender<(usize, Vec<u8>)>>,
     handle: Option<std::thread::JoinHandle<()>>,
     first: usize,
     count: usize,
 }
 
+/// Largest file handed to the staging thread (at most [`HANDOFF_QUEUE`]
+/// of them wait at once: 16 MiB in flight at most).
+const HANDOFF_MAX: usize = 1 << 20;
+const HANDOFF_QUEUE: usize = 16;
+
 #[derive(Default)]
 struct PrecreateState {
     made: usize,
     finished: bool,
+    error: Option<std::io::Error>,
 }
 
 impl Precreate {
     fn start(staging: PathBuf, first: usize, count: usize) -> Precreate {
         let shared = Arc::new((Mutex::new(PrecreateState::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(HANDOFF_QUEUE);
         let (s2, stop2) = (Arc::clone(&shared), Arc::clone(&stop));
         let handle = std::thread::Builder::new()
-            .name("lvbak-precreate".into())
+            .name("lvbak-staging".into())
             .spawn(move || {
-                for i in 0..count {
-                    if stop2.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let made = fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(staging.join(format!("{}", first + i)));
-                    if made.is_err() {
-                        break;
-                    }
+                let fail = |e: std::io::Error| {
                     if let Ok(mut st) = s2.0.lock() {
-                        st.made = i + 1;
+                        st.error.get_or_insert(e);
                     }
-                    s2.1.notify_all();
+                };
+                let write = |index: usize, data: Vec<u8>| {
+                    let r = fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(staging.join(format!("{index}")))
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, &data));
+                    if let Err(e) = r {
+                        fail(e);
+                    }
+                };
+                let mut next = 0usize;
+                let mut creating = true;
+                loop {
+                    // Files handed over come first; creation fills the gaps.
+                    match rx.try_recv() {
+                        Ok((index, data)) => {
+                            write(index, data);
+                            continue;
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    }
+                    if creating && (next >= count || stop2.load(Ordering::Relaxed)) {
+                        creating = false;
+                        if let Ok(mut st) = s2.0.lock() {
+                            st.finished = true;
+                        }
+                        s2.1.notify_all();
+                    }
+                    if creating {
+                        let made = fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(staging.join(format!("{}", first + next)));
+                        match made {
+                            Ok(_) => {}
+                            // Already written from a hand-over: fine.
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                            Err(_) => next = count, // stop creating; writes still work
+                        }
+                        next = next.saturating_add(1).min(count);
+                        if let Ok(mut st) = s2.0.lock() {
+                            st.made = next;
+                        }
+                        s2.1.notify_all();
+                        continue;
+                    }
+                    match rx.recv() {
+                        Ok((index, data)) => write(index, data),
+                        Err(_) => break,
+                    }
                 }
                 if let Ok(mut st) = s2.0.lock() {
                     st.finished = true;
@@ -1017,17 +1093,32 @@ impl Precreate {
         Precreate {
             shared,
             stop,
+            jobs: handle.as_ref().map(|_| tx),
             handle,
             first,
             count,
         }
     }
 
-    /// Waits until staging file `index` exists or the thread has stopped;
-    /// `true` when the file is the thread's to reuse (created or never to
-    /// be created by it), `false` when `index` is outside its range.
+    fn covers(&self, index: usize) -> bool {
+        index >= self.first && index - self.first < self.count
+    }
+
+    /// Hands a small file to the staging thread; gives it back when the
+    /// thread is gone (the caller then writes it itself).
+    fn hand_over(&self, index: usize, data: Vec<u8>) -> Result<(), Vec<u8>> {
+        match &self.jobs {
+            Some(tx) => tx.send((index, data)).map_err(|e| e.0 .1),
+            None => Err(data),
+        }
+    }
+
+    /// Waits until staging file `index` exists or the thread has stopped
+    /// creating; `true` when the file is the caller's to open (created, or
+    /// never to be created by the thread), `false` when `index` is outside
+    /// its range.
     fn wait_for(&self, index: usize) -> bool {
-        if index < self.first || index - self.first >= self.count {
+        if !self.covers(index) {
             return false;
         }
         let want = index - self.first;
@@ -1044,10 +1135,19 @@ impl Precreate {
         true
     }
 
-    fn stop(mut self) {
+    /// Stops creating, lets the thread finish the files handed over, and
+    /// returns the first write error, if any.
+    fn stop(mut self) -> Result<(), std::io::Error> {
         self.stop.store(true, Ordering::Relaxed);
+        drop(self.jobs.take());
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            if h.join().is_err() {
+                return Err(std::io::Error::other("the staging thread failed"));
+            }
+        }
+        match self.shared.0.lock() {
+            Ok(mut st) => st.error.take().map_or(Ok(()), Err),
+            Err(_) => Err(std::io::Error::other("the staging thread failed")),
         }
     }
 }
@@ -1127,6 +1227,54 @@ mod tests {
         assert!(put(&mut s, "c.png", b"333"));
         s.commit().expect("commit");
         assert_eq!(tree(&dir.path().join("data")).len(), 2);
+    }
+
+    #[test]
+    fn large_files_are_written_here_small_ones_by_the_staging_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.begin().expect("begin");
+        s.expect_files(4, 0).expect("expect");
+        let big: Vec<u8> = (0..(3 * HANDOFF_MAX + 7))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let edge = vec![7u8; HANDOFF_MAX];
+        assert!(put(&mut s, "small.png", b"tiny"));
+        assert!(put(&mut s, "big.png", &big));
+        assert!(put(&mut s, "edge.png", &edge));
+        assert!(put(&mut s, "empty.png", b""));
+        s.commit().expect("commit");
+        let data = dir.path().join("data");
+        let files = tree(&data);
+        let read = |name: &str| {
+            let f = files.iter().find(|f| f.ends_with(name)).expect(name);
+            fs::read(data.join(f)).expect("read")
+        };
+        assert_eq!(read("small.png"), b"tiny");
+        assert_eq!(read("big.png"), big);
+        assert_eq!(read("edge.png"), edge);
+        assert_eq!(read("empty.png"), b"");
+        assert_eq!(files.len(), 4, "{files:?}");
+    }
+
+    #[test]
+    fn a_failed_write_on_the_staging_thread_fails_the_commit_and_places_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.begin().expect("begin");
+        s.expect_files(2, 0).expect("expect");
+        // Take the staging folder away under the thread's feet.
+        let staging = dir
+            .path()
+            .join("data")
+            .join(format!(".lvbak-staging-{}", std::process::id()));
+        if let Some(p) = s.precreate.take() {
+            p.stop().expect("stopped cleanly");
+        }
+        s.precreate = Some(Precreate::start(staging.join("gone"), 0, 2));
+        assert!(put(&mut s, "a.png", b"1"));
+        assert!(s.commit().is_err(), "the write error reaches commit");
+        assert!(tree(&dir.path().join("data")).is_empty());
     }
 
     #[test]
