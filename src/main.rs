@@ -122,6 +122,10 @@ enum Command {
         /// derived from the user id (so two such exports share an id).
         #[arg(long)]
         deterministic: bool,
+        /// Deflate level for text entries, 0-9 (the server uses 3; 1 is
+        /// fastest with larger archives).
+        #[arg(long, default_value_t = lvbak::container::write::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
+        level: u32,
     },
     /// Restore an archive into a SQLite database (new or existing) and its data directory.
     Import {
@@ -434,6 +438,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             envelope,
             large_rows,
             deterministic,
+            level,
         } => cmd_export(
             cli,
             db,
@@ -444,6 +449,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             (*vectors, *secrets, *large_rows, *deterministic),
             ticket_out.as_deref(),
             envelope,
+            *level,
         ),
         Command::Import {
             archive,
@@ -1105,6 +1111,7 @@ fn cmd_export(
     (vectors, secrets, large_rows, deterministic): (bool, bool, bool, bool),
     ticket_out: Option<&Path>,
     envelope: &str,
+    level: u32,
 ) -> Result<u8, Failure> {
     if !db.is_file() {
         return Err(Failure::Io(format!("{} does not exist", db.display())));
@@ -1128,6 +1135,7 @@ fn cmd_export(
         }),
         write: WriteOptions {
             deterministic,
+            level,
             ..WriteOptions::default()
         },
         exported_at: deterministic.then_some(0),

@@ -607,3 +607,58 @@ fn an_embedding_mismatch_marks_sqlite_chunks_for_revectorisation() {
         .unwrap();
     assert_eq!(bad, 0);
 }
+
+#[test]
+fn every_deflate_level_exports_the_same_content() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = data.join("lumiverse.db");
+    ok(&lvbak(&[
+        "import",
+        s(&dir.join("basic.lvbak")),
+        "--db",
+        s(&db),
+        "--user",
+        "u1",
+    ]));
+    let mut seen: Option<Value> = None;
+    let mut sizes = Vec::new();
+    for level in ["0", "1", "2", "9"] {
+        let out = tmp.path().join(format!("l{level}.lvbak"));
+        ok(&lvbak(&[
+            "export",
+            "--db",
+            s(&db),
+            "--user",
+            "u1",
+            "-o",
+            s(&out),
+            "--level",
+            level,
+        ]));
+        ok(&lvbak(&["verify", "--deep", s(&out)]));
+        let v = inspect(&out);
+        let content = serde_json::json!([v["tables"], v["files"]]);
+        if let Some(prev) = &seen {
+            assert_eq!(&content, prev, "level {level}");
+        }
+        seen = Some(content);
+        sizes.push(std::fs::metadata(&out).unwrap().len());
+    }
+    assert!(sizes[0] > sizes[1], "level 0 stores: {sizes:?}");
+    let o = lvbak(&[
+        "export",
+        "--db",
+        s(&db),
+        "--user",
+        "u1",
+        "-o",
+        s(&tmp.path().join("x.lvbak")),
+        "--level",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "a level over 9 is a usage error");
+}

@@ -20,7 +20,8 @@ pub struct WriteOptions {
     /// Deterministic mode: every entry's timestamp is the manifest's
     /// `exportedAt`, so the same logical content gives the same bytes.
     pub deterministic: bool,
-    /// Deflate level for text entries (the server uses 3).
+    /// Deflate level for text entries, 0–9 ([`DEFAULT_LEVEL`], 2, by
+    /// default; the server uses 3).
     pub level: u32,
     /// Record the SHA-256 of every entry in the trailer's `lvbak` field.
     pub digests: bool,
