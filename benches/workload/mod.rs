@@ -58,6 +58,8 @@ pub fn generate(dir: &Path, permille: usize) -> Result<PathBuf, Box<dyn std::err
     }
     let user = USER;
     let mut st = lvbak::sqlite::SqliteStore::open(&db, dir, user)?;
+    // Laid out like the server's database: SQLite's default 4 KiB pages.
+    st.set_new_database_page_size(None);
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     st.begin()?;
     let t = |n: &str| lvbak::domain::table(n).ok_or("no table");
