@@ -526,17 +526,7 @@ fn parallel_deep_verify_reports_what_the_sequential_one_does() {
         let p = tmp.path().join(format!("{i}.lvbak"));
         std::fs::write(&p, bytes).unwrap();
         let seq = verify(Cursor::new(&bytes[..]), Limits::default(), Depth::Deep);
-        for threads in [1, 2, 3] {
-            let par = lvbak::archive::verify_path(
-                &p,
-                Limits::default(),
-                Depth::Deep,
-                threads,
-                &mut |_, _, _| {},
-            );
-            assert_eq!(par.problems, seq.problems, "threads {threads}");
-            assert_eq!(par.bytes_checked, seq.bytes_checked);
-        }
+        assert_parallel_matches(&p, &seq, &[1, 2, 3], "");
         assert_eq!(seq.is_ok(), i == 0);
     }
 }
@@ -675,16 +665,31 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
         // The first problem about the entry (a lying CRC also makes the
         // data descriptor disagree: listed after it).
         assert_eq!(table_problems(&seq).first(), reference.as_ref(), "{what}");
-        for threads in [1, 2] {
-            let par = lvbak::archive::verify_path(
-                &p,
-                Limits::default(),
-                Depth::Deep,
-                threads,
-                &mut |_, _, _| {},
-            );
-            assert_eq!(par.problems, seq.problems, "{what}, threads {threads}");
-        }
+        assert_parallel_matches(&p, &seq, &[1, 2], what);
+    }
+}
+
+/// Deep verification of the file at `p` on each thread count reports what
+/// the sequential `seq` did.
+fn assert_parallel_matches(
+    p: &std::path::Path,
+    seq: &lvbak::archive::Report,
+    threads: &[usize],
+    what: &str,
+) {
+    for &threads in threads {
+        let par = lvbak::archive::verify_path(
+            p,
+            Limits::default(),
+            Depth::Deep,
+            threads,
+            &mut |_, _, _| {},
+        );
+        assert_eq!(par.problems, seq.problems, "{what} threads {threads}");
+        assert_eq!(
+            par.bytes_checked, seq.bytes_checked,
+            "{what} threads {threads}"
+        );
     }
 }
 
