@@ -505,22 +505,10 @@ pub const LVBAK_FIELD: &str = "lvbak";
 
 impl Trailer {
     /// Parses trailer bytes. `None` when the server would ignore it (not a
-    /// JSON object); the caller reports that.
+    /// JSON object); the caller reports that. The same parser as
+    /// [`Trailer::from_reader`] (reading bytes cannot fail).
     pub fn parse(bytes: &[u8], max_depth: u32) -> Option<Trailer> {
-        let mut raw = parse_object(bytes, max_depth).ok()?;
-        let lvbak = raw.get(LVBAK_FIELD).and_then(parse_lvbak_field);
-        if lvbak.is_some() {
-            if let Some(Value::Object(m)) = raw.get_mut(LVBAK_FIELD) {
-                m.shift_remove("sha256");
-            }
-        }
-        Some(Trailer {
-            counts: counts_of(raw.get("counts")),
-            missing_files: missing_of(raw.get("missingFiles")),
-            index: digest_index(&lvbak),
-            lvbak,
-            raw,
-        })
+        Trailer::from_reader(bytes, max_depth).ok().flatten()
     }
 
     /// A trailer as lvbak writes it.
@@ -1019,31 +1007,6 @@ impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
     }
 }
 
-fn parse_lvbak_field(v: &Value) -> Option<LvbakTrailer> {
-    let m = v.as_object()?;
-    let version = m.get("version")?.as_u64()?;
-    match m.get("sha256")? {
-        Value::Object(digests) => {
-            let mut by_name = Vec::with_capacity(digests.len());
-            for (k, v) in digests {
-                by_name.push((k.clone(), unhex32(v.as_str()?)?));
-            }
-            Some(LvbakTrailer {
-                version,
-                digests: Digests::ByName(by_name),
-            })
-        }
-        Value::String(b64) if version == 2 => {
-            let entries = m.get("entries")?.as_u64()?;
-            Some(LvbakTrailer {
-                version,
-                digests: Digests::InOrder(in_order_digests(b64, entries)?),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// Lowercase hex.
 pub fn hex(b: &[u8]) -> String {
     const D: &[u8; 16] = b"0123456789abcdef";
@@ -1135,6 +1098,51 @@ mod tests {
         assert_eq!(back.counts, vec![("chats".to_string(), 3)]);
     }
 
+    /// An independent reading of trailer bytes through `serde_json::Value`
+    /// (what `Trailer::parse` did before it shared the streaming parser),
+    /// as the reference the streaming parser is checked against.
+    fn reference_parse(bytes: &[u8], max_depth: u32) -> Option<Trailer> {
+        let mut raw = parse_object(bytes, max_depth).ok()?;
+        let lvbak = raw.get(LVBAK_FIELD).and_then(parse_lvbak_field);
+        if lvbak.is_some() {
+            if let Some(Value::Object(m)) = raw.get_mut(LVBAK_FIELD) {
+                m.shift_remove("sha256");
+            }
+        }
+        Some(Trailer {
+            counts: counts_of(raw.get("counts")),
+            missing_files: missing_of(raw.get("missingFiles")),
+            index: digest_index(&lvbak),
+            lvbak,
+            raw,
+        })
+    }
+
+    fn parse_lvbak_field(v: &Value) -> Option<LvbakTrailer> {
+        let m = v.as_object()?;
+        let version = m.get("version")?.as_u64()?;
+        match m.get("sha256")? {
+            Value::Object(digests) => {
+                let mut by_name = Vec::with_capacity(digests.len());
+                for (k, v) in digests {
+                    by_name.push((k.clone(), unhex32(v.as_str()?)?));
+                }
+                Some(LvbakTrailer {
+                    version,
+                    digests: Digests::ByName(by_name),
+                })
+            }
+            Value::String(b64) if version == 2 => {
+                let entries = m.get("entries")?.as_u64()?;
+                Some(LvbakTrailer {
+                    version,
+                    digests: Digests::InOrder(in_order_digests(b64, entries)?),
+                })
+            }
+            _ => None,
+        }
+    }
+
     #[test]
     fn reading_a_trailer_as_a_stream_gives_what_parsing_its_bytes_gives() {
         let d = |c: char| c.to_string().repeat(64);
@@ -1177,7 +1185,7 @@ mod tests {
         ];
         for text in cases {
             let bytes = text.as_bytes();
-            let parsed = Trailer::parse(bytes, 8);
+            let parsed = reference_parse(bytes, 8);
             let streamed = Trailer::from_reader(bytes, 8).expect("no I/O error");
             assert_eq!(streamed, parsed, "{text}");
             if let (Some(a), Some(b)) = (&streamed, &parsed) {
