@@ -365,25 +365,29 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         }
     }
 
-    if !dry {
-        let (count, bytes) = archive
-            .entries()
+    // The file entries of the selected domains, by position (the names
+    // stay in the archive's entry list): announced to the sink now,
+    // restored after the rows.
+    let selected_files: Vec<usize> = archive
+        .entries()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| match &e.name {
+            EntryName::File { bucket, .. } => domain::bucket_domains(*bucket)
+                .iter()
+                .any(|d| domains.contains(d)),
+            _ => false,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if !dry && !selected_files.is_empty() {
+        let count = selected_files.len() as u64;
+        let bytes = selected_files
             .iter()
-            .filter_map(|e| match &e.name {
-                EntryName::File { bucket, .. }
-                    if domain::bucket_domains(*bucket)
-                        .iter()
-                        .any(|d| domains.contains(d)) =>
-                {
-                    Some(e.central.uncompressed_size)
-                }
-                _ => None,
-            })
-            .fold((0u64, 0u64), |(n, b), s| (n + 1, b.saturating_add(s)));
-        if count > 0 {
-            sink.expect_files(count, bytes)
-                .map_err(store("preparing for the files"))?;
-        }
+            .filter_map(|&i| archive.entries().get(i))
+            .fold(0u64, |b, e| b.saturating_add(e.central.uncompressed_size));
+        sink.expect_files(count, bytes)
+            .map_err(store("preparing for the files"))?;
     }
 
     let mut databank_paths: HashMap<String, String> = HashMap::new();
@@ -464,15 +468,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     // Files.
     p.phase = "files";
     p.table = None;
-    // Positions only: the names stay in the archive's entry list.
-    let file_entries: Vec<usize> = archive
-        .entries()
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e.name, EntryName::File { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    for i in file_entries {
+    for i in selected_files {
         let Some((bucket, name, size)) = archive.entries().get(i).and_then(|e| match &e.name {
             EntryName::File { bucket, name } => {
                 Some((*bucket, name.clone(), e.central.uncompressed_size))
@@ -481,12 +477,6 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         }) else {
             continue;
         };
-        if !domain::bucket_domains(bucket)
-            .iter()
-            .any(|d| domains.contains(d))
-        {
-            continue;
-        }
         cancel.check()?;
         let counts = report.files.entry(bucket).or_default();
         let path = match bucket {
