@@ -433,6 +433,9 @@ fn migration_to_another_account_and_export_round_trip() {
         &mut s,
         &ImportOptions {
             ticket: Some(ticket(&dir)),
+            // Settings take the import time: fixed, so that two imports
+            // a second apart compare equal.
+            now: Some(1_796_000_000),
             ..ImportOptions::default()
         },
     )
@@ -457,6 +460,7 @@ fn migration_to_another_account_and_export_round_trip() {
         &mut s2,
         &ImportOptions {
             ticket: Some(t1),
+            now: Some(1_796_000_000),
             ..ImportOptions::default()
         },
     )
