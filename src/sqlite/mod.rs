@@ -67,7 +67,7 @@ pub struct SqliteStore {
     rollback_journal: bool,
     /// Page size given to a new, empty database at its first import.
     new_page_size: Option<u32>,
-    precreate: Option<Precreate>,
+    staging_thread: Option<StagingThread>,
     /// Files written in this transaction: store path → staging file number
     /// (the staging file is `staging/N`, the destination derives from the
     /// store path: nothing else is kept per file).
@@ -130,7 +130,7 @@ impl SqliteStore {
             staging: None,
             rollback_journal: false,
             new_page_size: Some(DEFAULT_NEW_PAGE_SIZE),
-            precreate: None,
+            staging_thread: None,
             staged: HashMap::new(),
         })
     }
@@ -580,7 +580,7 @@ impl Sink for SqliteStore {
         };
         // Every staged file written (or the first error), then move them
         // into place (exclusively), then commit the rows.
-        let mut failure: Option<StoreError> = self.stop_precreate().err();
+        let mut failure: Option<StoreError> = self.stop_staging_thread().err();
         let mut placed: Vec<PathBuf> = Vec::new();
         let mut staged: Vec<(u32, Box<str>)> = std::mem::take(&mut self.staged)
             .into_iter()
@@ -642,7 +642,7 @@ impl Sink for SqliteStore {
 
     fn rollback(&mut self) -> Result<(), StoreError> {
         let staging = self.staging.take();
-        let _ = self.stop_precreate();
+        let _ = self.stop_staging_thread();
         self.staged.clear();
         self.columns.clear();
         let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
@@ -830,10 +830,10 @@ impl Sink for SqliteStore {
         let Some(staging) = self.staging.clone() else {
             return Err(StoreError::new("expect_files outside a transaction"));
         };
-        self.stop_precreate()?;
+        self.stop_staging_thread()?;
         let first = self.staged.len();
         let count = usize::try_from(count).unwrap_or(usize::MAX);
-        self.precreate = Some(Precreate::start(staging, first, count));
+        self.staging_thread = Some(StagingThread::start(staging, first, count));
         Ok(())
     }
 
@@ -859,7 +859,7 @@ impl Sink for SqliteStore {
         }
         let tmp = staging.join(format!("{index}"));
         let mut head = Vec::new();
-        if let Some(p) = self.precreate.as_ref().filter(|p| p.covers(index)) {
+        if let Some(p) = self.staging_thread.as_ref().filter(|p| p.covers(index)) {
             // A small file goes to the staging thread whole (read and
             // checked here); a larger one is written below.
             data.take(HANDOFF_MAX as u64 + 1).read_to_end(&mut head)?;
@@ -873,7 +873,7 @@ impl Sink for SqliteStore {
                 }
             }
         }
-        let mut f = match &self.precreate {
+        let mut f = match &self.staging_thread {
             // Created empty by the staging thread (or it stopped creating
             // and nothing else writes this name in our staging folder).
             Some(p) if p.wait_for(index) => fs::OpenOptions::new()
@@ -993,8 +993,8 @@ impl Sink for SqliteStore {
 
 impl SqliteStore {
     /// Stops the staging thread; its first write error, if any.
-    fn stop_precreate(&mut self) -> Result<(), StoreError> {
-        match self.precreate.take() {
+    fn stop_staging_thread(&mut self) -> Result<(), StoreError> {
+        match self.staging_thread.take() {
             Some(p) => p
                 .stop()
                 .map_err(|e| StoreError::with_source("writing a staged file", e)),
@@ -1005,7 +1005,7 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        let _ = self.stop_precreate();
+        let _ = self.stop_staging_thread();
     }
 }
 
@@ -1015,8 +1015,8 @@ impl Drop for SqliteStore {
 /// writes the small files `write_file` hands it, so the importing thread
 /// only reads and checks them. Files over [`HANDOFF_MAX`] are written by
 /// the importing thread, which waits for their staging file.
-struct Precreate {
-    shared: Arc<(Mutex<PrecreateState>, Condvar)>,
+struct StagingThread {
+    shared: Arc<(Mutex<StagingState>, Condvar)>,
     stop: Arc<AtomicBool>,
     jobs: Option<std::sync::mpsc::SyncSender<(usize, Vec<u8>)>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -1030,15 +1030,15 @@ const HANDOFF_MAX: usize = 1 << 20;
 const HANDOFF_QUEUE: usize = 16;
 
 #[derive(Default)]
-struct PrecreateState {
+struct StagingState {
     made: usize,
     finished: bool,
     error: Option<std::io::Error>,
 }
 
-impl Precreate {
-    fn start(staging: PathBuf, first: usize, count: usize) -> Precreate {
-        let shared = Arc::new((Mutex::new(PrecreateState::default()), Condvar::new()));
+impl StagingThread {
+    fn start(staging: PathBuf, first: usize, count: usize) -> StagingThread {
+        let shared = Arc::new((Mutex::new(StagingState::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(HANDOFF_QUEUE);
         let (s2, stop2) = (Arc::clone(&shared), Arc::clone(&stop));
@@ -1114,7 +1114,7 @@ impl Precreate {
                 st.finished = true;
             }
         }
-        Precreate {
+        StagingThread {
             shared,
             stop,
             jobs: handle.as_ref().map(|_| tx),
@@ -1292,10 +1292,10 @@ mod tests {
             .path()
             .join("data")
             .join(format!(".lvbak-staging-{}", std::process::id()));
-        if let Some(p) = s.precreate.take() {
+        if let Some(p) = s.staging_thread.take() {
             p.stop().expect("stopped cleanly");
         }
-        s.precreate = Some(Precreate::start(staging.join("gone"), 0, 2));
+        s.staging_thread = Some(StagingThread::start(staging.join("gone"), 0, 2));
         assert!(put(&mut s, "a.png", b"1"));
         assert!(s.commit().is_err(), "the write error reaches commit");
         assert!(tree(&dir.path().join("data")).is_empty());
