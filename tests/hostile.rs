@@ -763,3 +763,73 @@ fn name_problems_are_listed_in_directory_order() {
     assert!(twins[1].contains("files/avatars/a.png"), "{twins:?}");
     assert!(twins[2].contains("files/avatars/A.png"), "{twins:?}");
 }
+
+/// Deep verify lists entries without a digest and digests without an
+/// entry, for both layouts of the trailer's lvbak field.
+#[test]
+fn digest_coverage_problems_for_both_field_versions() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let t1: &[u8] = b"{\"id\":\"a\"}\n";
+    let t2: &[u8] = b"{\"id\":\"b\"}\n";
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let hex = |d: [u8; 32]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let v2 = |ds: &[[u8; 32]]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ds.concat());
+        format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":2,\"entries\":{},\"sha256\":\"{b64}\"}}}}",
+            ds.len()
+        )
+    };
+    let v1 = |ds: &[(&str, [u8; 32])]| {
+        let m: Vec<String> = ds
+            .iter()
+            .map(|(k, d)| format!("\"{k}\":\"{}\"", hex(*d)))
+            .collect();
+        format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":1,\"sha256\":{{{}}}}}}}",
+            m.join(",")
+        )
+    };
+    let (m, a, b) = (sha(MANIFEST), sha(t1), sha(t2));
+    let cases = [
+        // Version 2: one digest short, then one too many.
+        (
+            v2(&[m, a]),
+            vec![("digest_missing", Some("database/b.ndjson"))],
+        ),
+        (v2(&[m, a, b, b]), vec![("entry_missing", None)]),
+        (v2(&[m, a, b]), vec![]),
+        // Version 1: by name.
+        (
+            v1(&[("manifest.json", m), ("database/a.ndjson", a)]),
+            vec![("digest_missing", Some("database/b.ndjson"))],
+        ),
+        (
+            v1(&[
+                ("manifest.json", m),
+                ("database/a.ndjson", a),
+                ("database/b.ndjson", b),
+                ("database/gone.ndjson", b),
+            ]),
+            vec![("entry_missing", Some("database/gone.ndjson"))],
+        ),
+    ];
+    for (trailer, want) in cases {
+        let bytes = raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/a.ndjson", t1),
+            ("database/b.ndjson", t2),
+            ("manifest-stats.json", trailer.as_bytes()),
+        ]);
+        let r = verify(Cursor::new(&bytes[..]), Limits::default(), Depth::Deep);
+        let got: Vec<(&str, Option<&str>)> = r
+            .problems
+            .iter()
+            .filter(|p| p.code == "digest_missing" || p.code == "entry_missing")
+            .map(|p| (p.code, p.entry.as_deref()))
+            .collect();
+        assert_eq!(got, want, "{trailer}: {:?}", r.problems);
+        assert_eq!(r.problems.len(), want.len(), "{trailer}: {:?}", r.problems);
+    }
+}
