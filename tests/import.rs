@@ -501,6 +501,76 @@ fn migration_to_another_account_and_export_round_trip() {
     );
 }
 
+#[test]
+fn rows_inserted_by_the_import_are_not_looked_up_again() {
+    // A chat of 2,000 messages, each naming the one before as its parent
+    // (as the server's messages do; ids sort in chat order, so each parent
+    // is imported before its child), and one naming another user's message.
+    let mut s = MemoryStore::new("u-1");
+    s.put(
+        "chats",
+        json!({"id": "chat-1", "user_id": "u-1", "name": "long"}),
+    );
+    for m in 0..2000 {
+        let parent = if m == 0 {
+            Value::Null
+        } else {
+            format!("msg-{:04}", m - 1).into()
+        };
+        s.put(
+            "messages",
+            json!({"id": format!("msg-{m:04}"), "chat_id": "chat-1", "content": "…", "parent_message_id": parent}),
+        );
+    }
+    s.put(
+        "messages",
+        json!({"id": "msg-x", "chat_id": "chat-1", "content": "…", "parent_message_id": "their-msg"}),
+    );
+    let (bytes, _) = export(
+        &mut s,
+        Vec::new(),
+        &ExportOptions::default(),
+        &mut |_| {},
+        &CancelToken::new(),
+    )
+    .unwrap();
+    let mut t = MemoryStore::new(ME);
+    t.set_user("u-2");
+    t.put(
+        "chats",
+        json!({"id": "their-chat", "user_id": "u-2", "name": "theirs"}),
+    );
+    t.put(
+        "messages",
+        json!({"id": "their-msg", "chat_id": "their-chat", "content": "theirs"}),
+    );
+    t.set_user(ME);
+    let r = run(
+        &mut Archive::open(Cursor::new(bytes), Limits::default()).unwrap(),
+        &mut t,
+        &ImportOptions {
+            now: Some(1),
+            ..ImportOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(t.rows("messages").len(), 2002);
+    assert_eq!(r.foreign_refs_cleared, 1);
+    for row in t.rows("messages") {
+        match row["id"].as_str().unwrap() {
+            "their-msg" => assert_eq!(row["chat_id"], "their-chat"),
+            "msg-x" | "msg-0000" => assert!(row["parent_message_id"].is_null(), "{row:?}"),
+            id => {
+                let m: u32 = id["msg-".len()..].parse().unwrap();
+                assert_eq!(row["parent_message_id"], format!("msg-{:04}", m - 1));
+            }
+        }
+    }
+    // The other user's message and its chat are looked up; the chat and the
+    // messages this import inserted are not.
+    assert!(t.row_lookups <= 2, "{} look-ups", t.row_lookups);
+}
+
 mod generated {
     use super::*;
     use proptest::prelude::*;

@@ -168,11 +168,22 @@ impl OwnerCache {
             return Ok(o.clone());
         }
         let o = owner_in_sink(sink, table, id, 0)?;
+        self.remember_key(key, o.clone());
+        Ok(o)
+    }
+
+    /// Records the owner of a row this import has just inserted, so that a
+    /// later row referring to it (a message's `parent_message_id` names the
+    /// message before it) needs no look-up in the sink.
+    fn remember(&mut self, table: &'static str, id: &Value, owner: Option<String>) {
+        self.remember_key((table, id.to_string()), owner);
+    }
+
+    fn remember_key(&mut self, key: (&'static str, String), owner: Option<String>) {
         if self.0.len() > 65_536 {
             self.0.clear();
         }
-        self.0.insert(key, o.clone());
-        Ok(o)
+        self.0.insert(key, owner);
     }
 }
 
@@ -870,13 +881,24 @@ fn import_row<K: Sink + ?Sized>(
     if let Owner::Via { column, parent } = spec.owner {
         required.push((column, parent));
     }
+    // The owner the sink will report for this row once inserted: the
+    // importing user for rows with an owner column, the parent's owner for
+    // rows owned through a parent.
+    let mut row_owner = match spec.owner {
+        Owner::Via { .. } => None,
+        Owner::User | Owner::Installer => Some(user.to_owned()),
+    };
     for (col, parent) in required {
         if let Some(id) = row.get(col).filter(|v| !v.is_null()).cloned() {
-            if let Some(owner) = owners.owner(sink, parent, &id)? {
+            let found = owners.owner(sink, parent, &id)?;
+            if let Some(owner) = &found {
                 if owner != user {
                     tr.skipped_foreign += 1;
                     return Ok(());
                 }
+            }
+            if matches!(spec.owner, Owner::Via { column, .. } if column == col) {
+                row_owner = found;
             }
         }
     }
@@ -905,7 +927,15 @@ fn import_row<K: Sink + ?Sized>(
         .insert_row(spec, row)
         .map_err(store(format!("inserting into {}", spec.name)))?
     {
-        InsertOutcome::Inserted => tr.inserted += 1,
+        InsertOutcome::Inserted => {
+            tr.inserted += 1;
+            // Owner look-ups go by the first key column (`owner_in_sink`).
+            if let [pk] = spec.pk {
+                if let Some(id) = row.get(*pk).filter(|v| !v.is_null()) {
+                    owners.remember(spec.name, id, row_owner);
+                }
+            }
+        }
         InsertOutcome::Skipped => tr.skipped_existing += 1,
     }
     Ok(())

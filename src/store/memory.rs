@@ -43,6 +43,9 @@ pub struct MemoryStore {
     /// Fail the write after this many successful writes (for tests).
     pub fail_after: Option<usize>,
     writes: usize,
+    /// How many rows have been looked up by key ([`Sink::get_row`]); tests
+    /// use it to check that an import does not query the store row by row.
+    pub row_lookups: usize,
 }
 
 /// The key of a row in [`MemoryData::tables`].
@@ -67,6 +70,7 @@ impl MemoryStore {
             snapshot: None,
             fail_after: None,
             writes: 0,
+            row_lookups: 0,
         }
     }
 
@@ -272,6 +276,7 @@ impl Sink for MemoryStore {
         _pk: &str,
         id: &Value,
     ) -> Result<Option<RowMap>, StoreError> {
+        self.row_lookups += 1;
         Ok(self.find(table, id).cloned())
     }
 
