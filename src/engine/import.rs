@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -151,39 +152,68 @@ impl ImportReport {
     }
 }
 
-/// Owners of parent rows looked up during one import (parents are few
-/// compared with their children; bounded by clearing when large).
-#[derive(Default)]
-struct OwnerCache(HashMap<(&'static str, String), Option<String>>);
+/// Owners of parent rows looked up during one import, and of the rows it
+/// inserted (bounded by clearing when large).
+struct OwnerCache {
+    /// The importing user, shared by the entries of the rows it owns.
+    user: Arc<str>,
+    /// Table → string id → owner.
+    by_text: HashMap<&'static str, HashMap<Box<str>, Owned>>,
+    /// Table → JSON text of any other id → owner.
+    by_json: HashMap<&'static str, HashMap<Box<str>, Owned>>,
+    len: usize,
+}
+
+/// The owner of a row (`None`: not in the sink, or no owner).
+type Owned = Option<Arc<str>>;
 
 impl OwnerCache {
+    fn new(user: &str) -> OwnerCache {
+        OwnerCache {
+            user: user.into(),
+            by_text: HashMap::new(),
+            by_json: HashMap::new(),
+            len: 0,
+        }
+    }
+
     fn owner<K: Sink + ?Sized>(
         &mut self,
         sink: &mut K,
         table: &'static str,
         id: &Value,
-    ) -> Result<Option<String>, EngineError> {
-        let key = (table, id.to_string());
-        if let Some(o) = self.0.get(&key) {
+    ) -> Result<Owned, EngineError> {
+        let hit = match id {
+            Value::String(s) => self.by_text.get(table).and_then(|m| m.get(s.as_str())),
+            other => self
+                .by_json
+                .get(table)
+                .and_then(|m| m.get(other.to_string().as_str())),
+        };
+        if let Some(o) = hit {
             return Ok(o.clone());
         }
-        let o = owner_in_sink(sink, table, id, 0)?;
-        self.remember_key(key, o.clone());
+        let o: Owned = owner_in_sink(sink, table, id, 0)?.map(Arc::from);
+        self.remember(table, id, o.clone());
         Ok(o)
     }
 
-    /// Records the owner of a row this import has just inserted, so that a
-    /// later row referring to it (a message's `parent_message_id` names the
-    /// message before it) needs no look-up in the sink.
-    fn remember(&mut self, table: &'static str, id: &Value, owner: Option<String>) {
-        self.remember_key((table, id.to_string()), owner);
-    }
-
-    fn remember_key(&mut self, key: (&'static str, String), owner: Option<String>) {
-        if self.0.len() > 65_536 {
-            self.0.clear();
+    /// Records the owner of a row: looked up, or inserted by this import,
+    /// so that a later row referring to it (a message's
+    /// `parent_message_id` names the message before it) needs no look-up.
+    fn remember(&mut self, table: &'static str, id: &Value, owner: Owned) {
+        if self.len >= 65_536 {
+            self.by_text.clear();
+            self.by_json.clear();
+            self.len = 0;
         }
-        self.0.insert(key, owner);
+        let (map, key) = match id {
+            Value::String(s) => (&mut self.by_text, s.as_str().into()),
+            other => (&mut self.by_json, other.to_string().into()),
+        };
+        if map.entry(table).or_default().insert(key, owner).is_none() {
+            self.len += 1;
+        }
     }
 }
 
@@ -402,7 +432,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     }
 
     let mut databank_paths: HashMap<String, String> = HashMap::new();
-    let mut owners = OwnerCache::default();
+    let mut owners = OwnerCache::new(&user);
     for spec in domain::TABLES {
         if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
             continue;
@@ -877,39 +907,37 @@ fn import_row<K: Sink + ?Sized>(
         }
     }
     // Never hang a row under another user's data.
-    let mut required: Vec<(&str, &'static str)> = spec.refs.to_vec();
-    if let Owner::Via { column, parent } = spec.owner {
-        required.push((column, parent));
-    }
+    let via = match spec.owner {
+        Owner::Via { column, parent } => Some((column, parent)),
+        Owner::User | Owner::Installer => None,
+    };
     // The owner the sink will report for this row once inserted: the
     // importing user for rows with an owner column, the parent's owner for
     // rows owned through a parent.
-    let mut row_owner = match spec.owner {
-        Owner::Via { .. } => None,
-        Owner::User | Owner::Installer => Some(user.to_owned()),
+    let mut row_owner = match via {
+        Some(_) => None,
+        None => Some(Arc::clone(&owners.user)),
     };
-    for (col, parent) in required {
-        if let Some(id) = row.get(col).filter(|v| !v.is_null()).cloned() {
-            let found = owners.owner(sink, parent, &id)?;
-            if let Some(owner) = &found {
-                if owner != user {
-                    tr.skipped_foreign += 1;
-                    return Ok(());
-                }
+    for (col, parent) in spec.refs.iter().copied().chain(via) {
+        if let Some(id) = row.get(col).filter(|v| !v.is_null()) {
+            let found = owners.owner(sink, parent, id)?;
+            if found.as_deref().is_some_and(|o| o != user) {
+                tr.skipped_foreign += 1;
+                return Ok(());
             }
-            if matches!(spec.owner, Owner::Via { column, .. } if column == col) {
+            if via.is_some_and(|(column, _)| column == col) {
                 row_owner = found;
             }
         }
     }
     for (col, parent) in spec.nullable_refs {
-        if let Some(id) = row.get(*col).filter(|v| !v.is_null()).cloned() {
-            if let Some(owner) = owners.owner(sink, parent, &id)? {
-                if owner != user {
-                    row.insert((*col).to_owned(), Value::Null);
-                    report.foreign_refs_cleared += 1;
-                }
-            }
+        let foreign = match row.get(*col).filter(|v| !v.is_null()) {
+            Some(id) => owners.owner(sink, parent, id)?.is_some_and(|o| &*o != user),
+            None => false,
+        };
+        if foreign {
+            row.insert((*col).to_owned(), Value::Null);
+            report.foreign_refs_cleared += 1;
         }
     }
     if dry {

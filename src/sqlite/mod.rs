@@ -58,9 +58,9 @@ pub struct SqliteStore {
     user: String,
     identity: Option<Identity>,
     columns: HashMap<String, Arc<[String]>>,
-    /// `INSERT OR IGNORE` statement texts by table and column list.
-    inserts: HashMap<String, String>,
-    key_buf: String,
+    /// How rows are inserted into each table, for as long as they keep
+    /// the column list of the row the plan was made for.
+    plans: HashMap<String, InsertPlan>,
     live: bool,
     staging: Option<PathBuf>,
     /// Whether this import runs with a rollback journal (a new database).
@@ -124,8 +124,7 @@ impl SqliteStore {
             user: user.to_owned(),
             identity,
             columns: HashMap::new(),
-            inserts: HashMap::new(),
-            key_buf: String::new(),
+            plans: HashMap::new(),
             live,
             staging: None,
             rollback_journal: false,
@@ -207,6 +206,7 @@ impl SqliteStore {
                 .execute(&sql_text, [])
                 .map_err(sql("creating a table"))?;
             self.columns.remove(table);
+            self.plans.remove(table);
             cols = self.table_columns(table)?;
         } else if !self.live && row.keys().any(|k| !cols.contains(k)) {
             let missing: Vec<String> = row.keys().filter(|k| !cols.contains(k)).cloned().collect();
@@ -219,6 +219,7 @@ impl SqliteStore {
                     .map_err(sql("adding a column"))?;
             }
             self.columns.remove(table);
+            self.plans.remove(table);
             cols = self.table_columns(table)?;
         }
         Ok(cols)
@@ -337,43 +338,65 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// `INSERT OR IGNORE` of the given columns through a cached statement.
-    /// Values are bound by reference (no copy of a row's text).
+    /// `INSERT OR IGNORE` of a row's columns that the table has (creating
+    /// the table or adding columns first for a database of lvbak's own),
+    /// through a cached statement. Values are bound by reference (no copy
+    /// of a row's text). Rows with the column list of the row before them,
+    /// nearly all, reuse its plan without looking at the schema again.
     fn insert_or_ignore(
         &mut self,
         table: &str,
-        used: &[(&String, &Value)],
+        pk: &[&str],
+        row: &RowMap,
     ) -> Result<InsertOutcome, StoreError> {
-        let mut key = std::mem::take(&mut self.key_buf);
-        key.clear();
-        key.push_str(table);
-        for (k, _) in used {
-            key.push('\0');
-            key.push_str(k);
+        let fits = self.plans.get(table).is_some_and(|p| {
+            p.row_keys.len() == row.len() && p.row_keys.iter().zip(row.keys()).all(|(a, b)| a == b)
+        });
+        if !fits {
+            let cols = self.ensure_table(table, pk, row)?;
+            // Columns the schema lacks are dropped, as the server does.
+            let used: Vec<bool> = row.keys().map(|k| cols.contains(k)).collect();
+            let names: Vec<String> = row
+                .keys()
+                .zip(&used)
+                .filter(|(_, u)| **u)
+                .map(|(k, _)| q(k))
+                .collect();
+            let text = (!names.is_empty()).then(|| {
+                format!(
+                    "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
+                    q(table),
+                    names.join(", "),
+                    (1..=names.len())
+                        .map(|i| format!("?{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            let plan = InsertPlan {
+                row_keys: row.keys().cloned().collect(),
+                used,
+                sql: text,
+            };
+            self.plans.insert(table.to_owned(), plan);
         }
-        if !self.inserts.contains_key(&key) {
-            let query = format!(
-                "INSERT OR IGNORE INTO {} ({}) VALUES ({})",
-                q(table),
-                used.iter()
-                    .map(|(k, _)| q(k))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                (1..=used.len())
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.inserts.insert(key.clone(), query);
-        }
-        let query = self.inserts.get(&key).map(String::as_str).unwrap_or("");
+        let Some(plan) = self.plans.get(table) else {
+            return Ok(InsertOutcome::Skipped);
+        };
+        let Some(text) = plan.sql.as_deref() else {
+            return Ok(InsertOutcome::Skipped);
+        };
         let mut stmt = self
             .conn
-            .prepare_cached(query)
+            .prepare_cached(text)
             .map_err(sql("preparing an insert"))?;
-        self.key_buf = key;
+        let values = row
+            .values()
+            .zip(&plan.used)
+            .filter(|(_, u)| **u)
+            .map(|(v, _)| Bind(v));
         let n = stmt
-            .execute(params_from_iter(used.iter().map(|(_, v)| Bind(v))))
+            .execute(params_from_iter(values))
             .map_err(|e| StoreError::with_source(format!("inserting into {table}"), e))?;
         Ok(if n == 1 {
             InsertOutcome::Inserted
@@ -381,6 +404,16 @@ impl SqliteStore {
             InsertOutcome::Skipped
         })
     }
+}
+
+/// How the rows of one table are inserted while they keep one column list.
+struct InsertPlan {
+    /// The keys, in order, of the row the plan was made for.
+    row_keys: Vec<String>,
+    /// Which of them the table has.
+    used: Vec<bool>,
+    /// The statement; `None` when the table has none of the columns.
+    sql: Option<String>,
 }
 
 /// A JSON value bound as an SQL parameter without copying its text.
@@ -635,6 +668,7 @@ impl Sink for SqliteStore {
                     .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
             }
             self.columns.clear();
+            self.plans.clear();
             return Err(f);
         }
         Ok(())
@@ -645,6 +679,7 @@ impl Sink for SqliteStore {
         let _ = self.stop_staging_thread();
         self.staged.clear();
         self.columns.clear();
+        self.plans.clear();
         let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
         if std::mem::take(&mut self.rollback_journal) {
             let _ = self
@@ -730,13 +765,7 @@ impl Sink for SqliteStore {
     }
 
     fn insert_row(&mut self, spec: &TableSpec, row: &RowMap) -> Result<InsertOutcome, StoreError> {
-        let cols = self.ensure_table(spec.name, spec.pk, row)?;
-        // Columns the schema lacks are dropped, as the server does.
-        let used: Vec<(&String, &Value)> = row.iter().filter(|(k, _)| cols.contains(k)).collect();
-        if used.is_empty() {
-            return Ok(InsertOutcome::Skipped);
-        }
-        self.insert_or_ignore(spec.name, &used)
+        self.insert_or_ignore(spec.name, spec.pk, row)
     }
 
     fn set_column(
@@ -913,9 +942,7 @@ impl Sink for SqliteStore {
         ] {
             full.insert(k.into(), row.get(k).cloned().unwrap_or(Value::Null));
         }
-        let cols = self.ensure_table(&t, &["id"], &full)?;
-        let used: Vec<(&String, &Value)> = full.iter().filter(|(k, _)| cols.contains(k)).collect();
-        self.insert_or_ignore(&t, &used)
+        self.insert_or_ignore(&t, &["id"], &full)
     }
 
     fn mark_for_revectorisation(&mut self) -> Result<(), StoreError> {
