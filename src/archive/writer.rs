@@ -2,8 +2,6 @@
 
 use std::io::{self, Read, Write};
 
-use sha2::{Digest, Sha256};
-
 use super::ArchiveError;
 use crate::container::write::{
     EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR, DEFAULT_LEVEL,
@@ -125,6 +123,7 @@ impl<W: Write> ArchiveWriter<W> {
         if opts.threads > 0 {
             zip.set_threads(opts.threads);
         }
+        zip.set_digests(opts.digests);
         let mut w = ArchiveWriter {
             zip,
             time: dos_datetime(t),
@@ -159,11 +158,16 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn end(&mut self, sha: Sha256) -> Result<u64, ArchiveError> {
+    fn end(&mut self) -> Result<u64, ArchiveError> {
         let w = self.zip.finish_entry()?;
         self.uncompressed += w.uncompressed_size;
         if self.opts.digests {
-            self.digests.push(sha.finalize().into());
+            let Some(d) = w.sha256 else {
+                return Err(ArchiveError::Writer(
+                    "the container computed no digest for an entry".into(),
+                ));
+            };
+            self.digests.push(d);
         }
         Ok(w.uncompressed_size)
     }
@@ -171,9 +175,7 @@ impl<W: Write> ArchiveWriter<W> {
     fn add_text(&mut self, name: &EntryName, bytes: &[u8]) -> Result<(), ArchiveError> {
         self.begin(name)?;
         self.zip.write_data(bytes)?;
-        let mut sha = Sha256::new();
-        sha.update(bytes);
-        self.end(sha)?;
+        self.end()?;
         Ok(())
     }
 
@@ -185,7 +187,6 @@ impl<W: Write> ArchiveWriter<W> {
             w: self,
             name,
             rows: 0,
-            sha: Sha256::new(),
         })
     }
 
@@ -197,7 +198,6 @@ impl<W: Write> ArchiveWriter<W> {
             w: self,
             name,
             rows: 0,
-            sha: Sha256::new(),
         })
     }
 
@@ -205,11 +205,7 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn file(&mut self, bucket: Bucket, name: &str) -> Result<FileWriter<'_, W>, ArchiveError> {
         let name = EntryName::file(bucket, name)?;
         self.begin(&name)?;
-        Ok(FileWriter {
-            w: self,
-            bucket,
-            sha: Sha256::new(),
-        })
+        Ok(FileWriter { w: self, bucket })
     }
 
     /// Writes a whole file from a reader; returns its size.
@@ -291,7 +287,6 @@ pub struct TableWriter<'a, W: Write> {
     w: &'a mut ArchiveWriter<W>,
     name: EntryName,
     rows: u64,
-    sha: Sha256,
 }
 
 impl<W: Write> TableWriter<'_, W> {
@@ -350,8 +345,6 @@ impl<W: Write> TableWriter<'_, W> {
     fn append(&mut self, line: &str) -> Result<(), ArchiveError> {
         self.w.zip.write_data(line.as_bytes())?;
         self.w.zip.write_data(b"\n")?;
-        self.sha.update(line.as_bytes());
-        self.sha.update(b"\n");
         self.rows += 1;
         Ok(())
     }
@@ -363,8 +356,7 @@ impl<W: Write> TableWriter<'_, W> {
 
     /// Finishes the entry and returns its row count.
     pub fn finish(self) -> Result<u64, ArchiveError> {
-        let sha = self.sha;
-        self.w.end(sha)?;
+        self.w.end()?;
         match &self.name {
             EntryName::VectorTable(t) => self.w.vector_counts.push((t.clone(), self.rows)),
             EntryName::Table(t) => self.w.table_counts.push((t.clone(), self.rows)),
@@ -379,21 +371,18 @@ impl<W: Write> TableWriter<'_, W> {
 pub struct FileWriter<'a, W: Write> {
     w: &'a mut ArchiveWriter<W>,
     bucket: Bucket,
-    sha: Sha256,
 }
 
 impl<W: Write> FileWriter<'_, W> {
     /// Appends bytes.
     pub fn write_bytes(&mut self, data: &[u8]) -> Result<(), ArchiveError> {
         self.w.zip.write_data(data)?;
-        self.sha.update(data);
         Ok(())
     }
 
     /// Finishes the entry and returns its size.
     pub fn finish(self) -> Result<u64, ArchiveError> {
-        let sha = self.sha;
-        let n = self.w.end(sha)?;
+        let n = self.w.end()?;
         match self.w.files.iter_mut().find(|(b, _)| *b == self.bucket) {
             Some((_, c)) => *c += 1,
             None => self.w.files.push((self.bucket, 1)),

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+use sha2::{Digest, Sha256};
 
 use super::records::*;
 use super::ContainerError;
@@ -56,6 +57,9 @@ pub struct EntryOptions {
 pub struct WrittenEntry {
     /// CRC-32 of the uncompressed bytes.
     pub crc32: u32,
+    /// SHA-256 of the uncompressed bytes, when digests are on
+    /// ([`ZipWriter::set_digests`]).
+    pub sha256: Option<[u8; 32]>,
     /// Compressed size.
     pub compressed_size: u64,
     /// Uncompressed size.
@@ -76,6 +80,11 @@ struct Open {
     offset: u64,
     header_written: bool,
     crc: crc32fast::Hasher,
+    /// The SHA-256 state while it is kept on this thread (`None` once the
+    /// entry's data goes to the pool's hashing thread, or digests are off).
+    sha: Option<Sha256>,
+    /// The hashing thread holds this entry's SHA-256 state.
+    hashed_by_pool: bool,
     uncompressed: u64,
     compressed: u64,
 }
@@ -128,24 +137,38 @@ pub fn deflate_segment(level: u32, data: &[u8], last: bool) -> Vec<u8> {
 struct Job {
     seq: u64,
     level: u32,
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
     last: bool,
 }
 
-/// Worker threads compressing segments.
+/// What the hashing thread is asked to do, in entry order.
+enum HashJob {
+    /// Continue from this state (the entry's bytes hashed so far).
+    Start(Sha256),
+    /// The entry's next bytes.
+    Data(Arc<Vec<u8>>),
+    /// The entry is complete: send its digest back.
+    Finish,
+}
+
+/// Worker threads compressing segments, and one thread computing the
+/// SHA-256 of the segments in order (the digest is sequential; off the
+/// writing thread it overlaps with producing the next rows).
 struct Pool {
     jobs: Option<Sender<Job>>,
     results: Receiver<(u64, Vec<u8>)>,
     workers: Vec<JoinHandle<()>>,
     size: usize,
+    hash_jobs: Option<mpsc::SyncSender<HashJob>>,
+    digests: Option<Receiver<[u8; 32]>>,
 }
 
 impl Pool {
-    fn new(size: usize) -> Pool {
+    fn new(size: usize, digests: bool) -> Pool {
         let (jtx, jrx) = mpsc::channel::<Job>();
         let (rtx, rrx) = mpsc::channel();
         let shared = Arc::new(Mutex::new(jrx));
-        let workers = (0..size)
+        let mut workers: Vec<JoinHandle<()>> = (0..size)
             .map(|_| {
                 let rx = Arc::clone(&shared);
                 let tx = rtx.clone();
@@ -162,11 +185,43 @@ impl Pool {
                 })
             })
             .collect();
+        let (hash_jobs, digests) = if digests {
+            // Bounded: a lagging hasher holds back the writer, not memory.
+            let (htx, hrx) = mpsc::sync_channel::<HashJob>(2 * size + 2);
+            let (dtx, drx) = mpsc::channel::<[u8; 32]>();
+            workers.push(std::thread::spawn(move || {
+                let mut sha = Sha256::new();
+                for job in hrx {
+                    match job {
+                        HashJob::Start(state) => sha = state,
+                        HashJob::Data(d) => sha.update(d.as_slice()),
+                        HashJob::Finish => {
+                            let digest = std::mem::take(&mut sha).finalize().into();
+                            if dtx.send(digest).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }));
+            (Some(htx), Some(drx))
+        } else {
+            (None, None)
+        };
         Pool {
             jobs: Some(jtx),
             results: rrx,
             workers,
             size,
+            hash_jobs,
+            digests,
+        }
+    }
+
+    fn hash(&self, job: HashJob) -> Result<(), ContainerError> {
+        match self.hash_jobs.as_ref().map(|tx| tx.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(ContainerError::WriterState("the hashing thread stopped")),
         }
     }
 }
@@ -174,6 +229,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.jobs.take();
+        self.hash_jobs.take();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -198,6 +254,7 @@ pub struct ZipWriter<W: Write> {
     segments: Segments,
     pool: Option<Pool>,
     threads: usize,
+    digests: bool,
     poisoned: bool,
     entries_written: u64,
 }
@@ -216,6 +273,7 @@ impl<W: Write> ZipWriter<W> {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
                 .unwrap_or(1),
+            digests: false,
             poisoned: false,
             entries_written: 0,
         }
@@ -225,6 +283,21 @@ impl<W: Write> ZipWriter<W> {
     /// thread). The output bytes do not depend on it.
     pub fn set_threads(&mut self, n: usize) {
         self.threads = n.max(1);
+    }
+
+    /// Computes the SHA-256 of each entry's uncompressed bytes from the
+    /// next entry on ([`WrittenEntry::sha256`]). With several threads, the
+    /// digest of a large deflated entry is computed on a thread of its own,
+    /// alongside compression.
+    pub fn set_digests(&mut self, on: bool) {
+        self.digests = on;
+        let mismatch = self
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.hash_jobs.is_some() != on);
+        if mismatch && self.open.is_none() {
+            self.pool = None;
+        }
     }
 
     /// Bytes written so far.
@@ -271,6 +344,8 @@ impl<W: Write> ZipWriter<W> {
             offset: self.out.pos,
             header_written: false,
             crc: crc32fast::Hasher::new(),
+            sha: self.digests.then(Sha256::new),
+            hashed_by_pool: false,
             uncompressed: 0,
             compressed: 0,
         });
@@ -333,6 +408,9 @@ impl<W: Write> ZipWriter<W> {
         match open.opts.method {
             Method::Stored => {
                 open.compressed += data.len() as u64;
+                if let Some(sha) = open.sha.as_mut() {
+                    sha.update(data);
+                }
                 let r = self.out.put(data);
                 self.check(r)
             }
@@ -369,16 +447,34 @@ impl<W: Write> ZipWriter<W> {
         let seq = self.segments.next_submit;
         self.segments.next_submit += 1;
         let inline = self.threads <= 1 || (last && seq == 0);
+        let Some(open) = self.open.as_mut() else {
+            return Err(ContainerError::WriterState("no entry is open"));
+        };
         if inline {
+            if let Some(sha) = open.sha.as_mut() {
+                sha.update(&data);
+            }
             let out = deflate_segment(level, &data, last);
             self.segments.ready.insert(seq, out);
         } else {
             if self.pool.is_none() {
-                self.pool = Some(Pool::new(self.threads));
+                self.pool = Some(Pool::new(self.threads, self.digests));
             }
             let Some(pool) = self.pool.as_ref() else {
                 return Err(ContainerError::WriterState("no compression pool"));
             };
+            let data = Arc::new(data);
+            if pool.hash_jobs.is_none() {
+                if let Some(sha) = open.sha.as_mut() {
+                    sha.update(data.as_slice());
+                }
+            } else if let Some(state) = open.sha.take() {
+                pool.hash(HashJob::Start(state))?;
+                open.hashed_by_pool = true;
+            }
+            if open.hashed_by_pool {
+                pool.hash(HashJob::Data(Arc::clone(&data)))?;
+            }
             let sent = pool.jobs.as_ref().map(|tx| {
                 tx.send(Job {
                     seq,
@@ -445,8 +541,23 @@ impl<W: Write> ZipWriter<W> {
         let Some(open) = self.open.take() else {
             return Err(ContainerError::WriterState("no entry is open"));
         };
+        let sha256 = match (open.sha, open.hashed_by_pool, self.pool.as_ref()) {
+            (Some(sha), _, _) => Some(sha.finalize().into()),
+            (None, true, Some(pool)) => {
+                pool.hash(HashJob::Finish)?;
+                match pool.digests.as_ref().map(Receiver::recv) {
+                    Some(Ok(d)) => Some(d),
+                    _ => {
+                        self.poisoned = true;
+                        return Err(ContainerError::WriterState("the hashing thread stopped"));
+                    }
+                }
+            }
+            _ => None,
+        };
         let written = WrittenEntry {
             crc32: open.crc.finalize(),
+            sha256,
             compressed_size: open.compressed,
             uncompressed_size: open.uncompressed,
         };
@@ -589,5 +700,88 @@ fn method_code(m: Method) -> u16 {
     match m {
         Method::Stored => METHOD_STORED,
         Method::Deflated(_) => METHOD_DEFLATED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<u8> {
+        // Text-like and varied, so segments differ.
+        (0..len)
+            .map(|i| {
+                b"lorem ipsum dolor sit amet\n"[(i + seed as usize * 7) % 27] ^ (i / 4096) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn digests_are_the_sha256_of_each_entry_whatever_the_threads() {
+        let sizes = [0, 10, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2];
+        for threads in [1, 2, 3] {
+            let mut z = ZipWriter::new(Vec::new());
+            z.set_threads(threads);
+            z.set_digests(true);
+            for (i, &len) in sizes.iter().enumerate() {
+                for method in [Method::Deflated(DEFAULT_LEVEL), Method::Stored] {
+                    let body = data(len, i as u32);
+                    let opts = EntryOptions {
+                        method,
+                        dos_time: (0, 0x21),
+                        external_attr: DEFAULT_EXTERNAL_ATTR,
+                    };
+                    z.start_entry(&format!("{i}-{method:?}"), opts).unwrap();
+                    // Uneven pieces, as rows arrive.
+                    for piece in body.chunks(77_777) {
+                        z.write_data(piece).unwrap();
+                    }
+                    let w = z.finish_entry().unwrap();
+                    let want: [u8; 32] = Sha256::digest(&body).into();
+                    assert_eq!(
+                        w.sha256,
+                        Some(want),
+                        "{threads} threads, {len} bytes, {method:?}"
+                    );
+                    assert_eq!(w.crc32, crc32fast::hash(&body));
+                }
+            }
+            // Threads raised mid-entry: the state hashed on this thread so
+            // far moves to the hashing thread.
+            z.set_threads(1);
+            let body = data(4 * CHUNK, 5);
+            z.start_entry(
+                "switched",
+                EntryOptions {
+                    method: Method::Deflated(1),
+                    dos_time: (0, 0x21),
+                    external_attr: DEFAULT_EXTERNAL_ATTR,
+                },
+            )
+            .unwrap();
+            z.write_data(&body[..2 * CHUNK + 5]).unwrap();
+            z.set_threads(threads);
+            z.write_data(&body[2 * CHUNK + 5..]).unwrap();
+            let want: [u8; 32] = Sha256::digest(&body).into();
+            assert_eq!(
+                z.finish_entry().unwrap().sha256,
+                Some(want),
+                "switched to {threads}"
+            );
+            z.set_digests(false);
+            let w = z
+                .add_entry(
+                    "off",
+                    EntryOptions {
+                        method: Method::Deflated(1),
+                        dos_time: (0, 0x21),
+                        external_attr: DEFAULT_EXTERNAL_ATTR,
+                    },
+                    &data(2 * CHUNK, 9),
+                )
+                .unwrap();
+            assert_eq!(w.sha256, None);
+            z.finish().unwrap();
+        }
     }
 }
