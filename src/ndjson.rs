@@ -168,6 +168,100 @@ fn memchr(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)
 }
 
+/// Appends `row` as one compact JSON object, byte for byte what
+/// `serde_json::to_writer` writes (and so what JavaScript's
+/// `JSON.stringify` writes for strings and integers), scanning strings
+/// eight bytes at a time for the few bytes that need escaping.
+pub(crate) fn write_object(out: &mut Vec<u8>, row: &serde_json::Map<String, serde_json::Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => write_str(out, s),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Object(m) => write_object(out, m),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, x);
+            }
+            out.push(b']');
+        }
+        // Numbers as serde_json formats them (itoa, ryu).
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+    }
+}
+
+/// A JSON string literal, escaped as serde_json escapes: `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, other bytes below 0x20 as `\u00xx`.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut clean = 0; // start of the bytes not yet copied
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(w) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            if !needs_care(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        // Byte by byte to the end of this word (or of the string).
+        let end = (i + 8).min(b.len());
+        while i < end {
+            let c = b[i];
+            let esc: &[u8] = match c {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                0x08 => b"\\b",
+                0x0C => b"\\f",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1F => b"",
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&b[clean..i]);
+            if esc.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xF)]);
+            } else {
+                out.extend_from_slice(esc);
+            }
+            i += 1;
+            clean = i;
+        }
+    }
+    out.extend_from_slice(&b[clean..]);
+    out.push(b'"');
+}
+
 /// Whether any of the eight bytes in `w` is `"`, `\\` or below 0x20
 /// (classic SWAR tests: no false negatives; a false positive only sends
 /// the scanner down its byte-wise path).
@@ -412,6 +506,63 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ours(row: &serde_json::Map<String, serde_json::Value>) -> String {
+        let mut out = Vec::new();
+        write_object(&mut out, row);
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn write_object_escapes_every_byte_at_every_word_position_as_serde_json_does() {
+        let specials = (0u32..0x80).chain([0xE9, 0x7FF, 0x2028, 0xFFFD, 0x1F600]);
+        for c in specials.filter_map(char::from_u32) {
+            for pos in 0..17 {
+                let mut s = "a".repeat(pos);
+                s.push(c);
+                s.push_str("tail-bytes");
+                let row: serde_json::Map<String, serde_json::Value> =
+                    [(s.clone(), serde_json::Value::String(s))]
+                        .into_iter()
+                        .collect();
+                assert_eq!(
+                    ours(&row),
+                    serde_json::to_string(&row).unwrap(),
+                    "{c:?} at {pos}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_object_matches_serde_json(
+            row in proptest::collection::vec((proptest::prelude::any::<String>(), json_value()), 0..8)
+        ) {
+            let row: serde_json::Map<String, serde_json::Value> = row.into_iter().collect();
+            proptest::prop_assert_eq!(ours(&row), serde_json::to_string(&row).unwrap());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from), // non-finite: null
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..4)
+                    .prop_map(|v| Value::Object(v.into_iter().collect())),
+            ]
+        })
+    }
 
     fn lines(input: &[u8], cap: u64) -> Result<Vec<(u64, Vec<u8>)>, ReadLineError> {
         let mut r = LineReader::new(input, cap);

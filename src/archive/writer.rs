@@ -187,6 +187,7 @@ impl<W: Write> ArchiveWriter<W> {
             w: self,
             name,
             rows: 0,
+            line: Vec::new(),
         })
     }
 
@@ -198,6 +199,7 @@ impl<W: Write> ArchiveWriter<W> {
             w: self,
             name,
             rows: 0,
+            line: Vec::new(),
         })
     }
 
@@ -287,6 +289,8 @@ pub struct TableWriter<'a, W: Write> {
     w: &'a mut ArchiveWriter<W>,
     name: EntryName,
     rows: u64,
+    /// The serialised row, reused from row to row.
+    line: Vec<u8>,
 }
 
 impl<W: Write> TableWriter<'_, W> {
@@ -327,10 +331,12 @@ impl<W: Write> TableWriter<'_, W> {
         &mut self,
         row: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), ArchiveError> {
-        let s = serde_json::to_string(row).map_err(|e| ArchiveError::Writer(e.to_string()))?;
-        // serde_json's compact output of a map is one valid JSON object line:
-        // only the cap needs checking.
-        if s.len() as u64 > self.w.line_cap {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        crate::ndjson::write_object(&mut line, row);
+        // The compact output of a map is one valid JSON object line: only
+        // the cap needs checking.
+        if line.len() as u64 > self.w.line_cap {
             return Err(ArchiveError::BadRow {
                 entry: self.name.to_string(),
                 row: self.rows + 1,
@@ -339,7 +345,11 @@ impl<W: Write> TableWriter<'_, W> {
                 },
             });
         }
-        self.append(&s)
+        line.push(b'\n');
+        self.w.zip.write_data(&line)?;
+        self.rows += 1;
+        self.line = line;
+        Ok(())
     }
 
     fn append(&mut self, line: &str) -> Result<(), ArchiveError> {

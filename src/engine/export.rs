@@ -261,12 +261,12 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
         progress(&p);
         let mut tw = w.table(spec.name)?;
         let mut failure: Option<EngineError> = None;
-        let scan = source.scan_rows(spec, &mut |mut row| {
-            if !export_row(spec.name, &mut row) {
+        let scan = source.scan_rows(spec, &mut |row| {
+            if !export_row(spec.name, row) {
                 return Ok(());
             }
-            file_refs(spec.name, &row, &user, &mut refs);
-            if let Err(e) = tw.write_object(&row) {
+            file_refs(spec.name, row, &user, &mut refs);
+            if let Err(e) = tw.write_object(row) {
                 failure = Some(e.into());
                 return Err(crate::store::StoreError::new(
                     "stopped: the archive writer failed",
@@ -363,7 +363,7 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             let mut tw = w.vector_table(t)?;
             let mut failure = None;
             let scan = source.scan_vectors(t, &mut |row| {
-                if let Err(e) = tw.write_object(&row) {
+                if let Err(e) = tw.write_object(row) {
                     failure = Some(e);
                     return Err(crate::store::StoreError::new(
                         "stopped: the archive writer failed",

@@ -296,6 +296,21 @@ fn to_json(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// Sets `v` to the JSON form of an SQL value, as [`to_json`] makes it,
+/// reusing the string `v` holds for text.
+fn set_json(v: &mut Value, from: ValueRef<'_>) {
+    match (v, from) {
+        (Value::String(s), ValueRef::Text(t)) => match std::str::from_utf8(t) {
+            Ok(text) => {
+                s.clear();
+                s.push_str(text);
+            }
+            Err(_) => *s = String::from_utf8_lossy(t).into_owned(),
+        },
+        (v, from) => *v = to_json(from),
+    }
+}
+
 fn to_sql(v: &Value) -> SqlValue {
     match v {
         Value::Null => SqlValue::Null,
@@ -315,7 +330,7 @@ impl SqliteStore {
         &mut self,
         query: &str,
         params: &[&dyn rusqlite::ToSql],
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
@@ -323,15 +338,24 @@ impl SqliteStore {
             .map_err(sql("preparing a read"))?;
         let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
         let mut rows = stmt.query(params).map_err(sql("reading rows"))?;
+        // One map for every row: while the callback leaves its keys as they
+        // were, each row overwrites the values in place, reusing strings.
+        let mut m = RowMap::with_capacity(names.len());
         while let Some(r) = rows.next().map_err(sql("reading rows"))? {
-            let mut m = RowMap::new();
-            for (i, n) in names.iter().enumerate() {
-                m.insert(
-                    n.clone(),
-                    to_json(r.get_ref(i).map_err(sql("reading a value"))?),
-                );
+            if m.len() == names.len() && m.keys().zip(&names).all(|(k, n)| k == n) {
+                for (i, v) in m.values_mut().enumerate() {
+                    set_json(v, r.get_ref(i).map_err(sql("reading a value"))?);
+                }
+            } else {
+                m.clear();
+                for (i, n) in names.iter().enumerate() {
+                    m.insert(
+                        n.clone(),
+                        to_json(r.get_ref(i).map_err(sql("reading a value"))?),
+                    );
+                }
             }
-            f(m)?;
+            f(&mut m)?;
         }
         Ok(())
     }
@@ -457,7 +481,7 @@ impl Source for SqliteStore {
     fn scan_rows(
         &mut self,
         spec: &TableSpec,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let query = format!(
             "SELECT * FROM {} WHERE {}",
@@ -482,7 +506,7 @@ impl Source for SqliteStore {
     fn scan_vectors(
         &mut self,
         table: &str,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let t = vector_table_name(table);
         if self.table_columns(&t)?.is_empty() {
@@ -726,7 +750,7 @@ impl Sink for SqliteStore {
         let query = format!("SELECT * FROM {} WHERE {} = ?1", q(table), q(pk));
         let mut out = None;
         self.scan_query(&query, &[&to_sql(id)], &mut |r| {
-            out = Some(r);
+            out = Some(std::mem::take(r));
             Ok(())
         })?;
         Ok(out)

@@ -164,7 +164,7 @@ impl Source for MemoryStore {
     fn scan_rows(
         &mut self,
         spec: &TableSpec,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let rows: Vec<RowMap> = self
             .data
@@ -172,8 +172,8 @@ impl Source for MemoryStore {
             .get(spec.name)
             .map(|t| t.values().filter(|r| self.owns(spec, r)).cloned().collect())
             .unwrap_or_default();
-        for r in rows {
-            f(r)?;
+        for mut r in rows {
+            f(&mut r)?;
         }
         Ok(())
     }
@@ -189,7 +189,7 @@ impl Source for MemoryStore {
     fn scan_vectors(
         &mut self,
         table: &str,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let rows: Vec<RowMap> = self
             .data
@@ -208,8 +208,8 @@ impl Source for MemoryStore {
                     .collect()
             })
             .unwrap_or_default();
-        for r in rows {
-            f(r)?;
+        for mut r in rows {
+            f(&mut r)?;
         }
         Ok(())
     }

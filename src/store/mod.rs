@@ -150,11 +150,13 @@ pub trait Source {
     /// Calls `f` with every row of `spec` the user owns (by `spec.owner`;
     /// extensions only with `install_scope = 'user'`; rows with a NULL owner
     /// never), in the store's column order. Stops at the first error `f`
-    /// returns and passes it on.
+    /// returns and passes it on. The row is lent, not given: a store may
+    /// reuse one map (and its strings) for every row, which spares an
+    /// allocation per column and row on large tables; `f` may change it.
     fn scan_rows(
         &mut self,
         spec: &TableSpec,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     /// Opens a file, or `None` when it is missing.
@@ -164,10 +166,11 @@ pub trait Source {
     /// (`embeddings`, `embeddings_world_books`): keys `id, source_type,
     /// source_id, owner_id, chunk_index, content, metadata_json, updated_at,
     /// vector_b64` (`vector_b64`: standard base64 of little-endian f32).
+    /// The row is lent, as in [`Source::scan_rows`].
     fn scan_vectors(
         &mut self,
         table: &str,
-        f: &mut dyn FnMut(RowMap) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&mut RowMap) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     /// The user's secrets in plaintext, for the envelope.
