@@ -66,12 +66,31 @@ pub struct WrittenEntry {
     pub uncompressed_size: u64,
 }
 
+/// What the central directory needs of a finished entry (kept until
+/// [`ZipWriter::finish`]: as small as it can be, one per entry).
 struct CentralRecord {
-    name: String,
+    name: Box<str>,
     opts: EntryOptions,
     flags: u16,
-    written: WrittenEntry,
+    crc32: u32,
+    compressed_size: u64,
+    uncompressed_size: u64,
     offset: u64,
+}
+
+/// The names written so far, for refusing a repeated one without a second
+/// copy of every name: a keyed 64-bit hash → the position of the first
+/// entry with that hash (its name is in the central records, or is the open
+/// entry's), and the rare names whose hash another name already holds.
+#[derive(Default)]
+struct NameSet {
+    keys: std::collections::hash_map::RandomState,
+    first: std::collections::HashMap<u64, u32>,
+    collided: HashSet<Box<str>>,
+    /// Tests: every name hashes alike, so that every name after the first
+    /// takes the collision path.
+    #[cfg(test)]
+    all_collide: bool,
 }
 
 struct Open {
@@ -248,7 +267,7 @@ struct Segments {
 pub struct ZipWriter<W: Write> {
     out: Counting<W>,
     central: Vec<CentralRecord>,
-    names: HashSet<String>,
+    names: NameSet,
     open: Option<Open>,
     pending: Vec<u8>,
     segments: Segments,
@@ -265,7 +284,7 @@ impl<W: Write> ZipWriter<W> {
         ZipWriter {
             out: Counting { inner: out, pos: 0 },
             central: Vec::new(),
-            names: HashSet::new(),
+            names: NameSet::default(),
             open: None,
             pending: Vec::new(),
             segments: Segments::default(),
@@ -298,6 +317,29 @@ impl<W: Write> ZipWriter<W> {
         if mismatch && self.open.is_none() {
             self.pool = None;
         }
+    }
+
+    /// Records `name` for the entry about to start; `false` when an entry
+    /// of that name was written (or started) before.
+    fn insert_name(&mut self, name: &str) -> bool {
+        use std::hash::BuildHasher;
+        let h = self.names.keys.hash_one(name);
+        #[cfg(test)]
+        let h = if self.names.all_collide { 0 } else { h };
+        let next = self.central.len() as u32;
+        let Some(&at) = self.names.first.get(&h) else {
+            self.names.first.insert(h, next);
+            return true;
+        };
+        // (An entry is started only when none is open: the holder is finished.)
+        if self
+            .central
+            .get(at as usize)
+            .is_some_and(|rec| &*rec.name == name)
+        {
+            return false;
+        }
+        self.names.collided.insert(name.into())
     }
 
     /// Bytes written so far.
@@ -333,7 +375,7 @@ impl<W: Write> ZipWriter<W> {
                 "entry names must be 1..=65535 bytes",
             ));
         }
-        if !self.names.insert(name.to_owned()) {
+        if !self.insert_name(name) {
             return Err(ContainerError::DuplicateWrite {
                 entry: name.to_owned(),
             });
@@ -577,10 +619,12 @@ impl<W: Write> ZipWriter<W> {
             self.check(r)?;
         }
         self.central.push(CentralRecord {
-            name: open.name,
+            name: open.name.into_boxed_str(),
             opts: open.opts,
             flags: if descriptor { FLAG_DESCRIPTOR } else { 0 },
-            written,
+            crc32: written.crc32,
+            compressed_size: written.compressed_size,
+            uncompressed_size: written.uncompressed_size,
             offset: open.offset,
         });
         Ok(written)
@@ -608,7 +652,12 @@ impl<W: Write> ZipWriter<W> {
         let cd_offset = self.out.pos;
         let mut cd = Vec::with_capacity(64 * 1024);
         for rec in std::mem::take(&mut self.central) {
-            let w = rec.written;
+            let w = WrittenEntry {
+                crc32: rec.crc32,
+                sha256: None,
+                compressed_size: rec.compressed_size,
+                uncompressed_size: rec.uncompressed_size,
+            };
             let large = is_large(w) || rec.offset > u64::from(u32::MAX);
             put32(&mut cd, CENTRAL_SIG);
             put16(&mut cd, VERSION_MADE_BY);
@@ -714,6 +763,39 @@ mod tests {
                 b"lorem ipsum dolor sit amet\n"[(i + seed as usize * 7) % 27] ^ (i / 4096) as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn a_repeated_name_is_refused_even_when_hashes_collide() {
+        for all_collide in [false, true] {
+            let mut z = ZipWriter::new(Vec::new());
+            z.names.all_collide = all_collide;
+            let opts = EntryOptions {
+                method: Method::Stored,
+                dos_time: (0, 0x21),
+                external_attr: DEFAULT_EXTERNAL_ATTR,
+            };
+            for name in ["a", "b", "c"] {
+                z.add_entry(name, opts, name.as_bytes()).unwrap();
+            }
+            for name in ["a", "b", "c"] {
+                let e = z.add_entry(name, opts, b"again").unwrap_err();
+                assert!(
+                    matches!(&e, ContainerError::DuplicateWrite { entry } if entry == name),
+                    "{name} ({all_collide}): {e}"
+                );
+            }
+            // A refused name leaves the writer usable.
+            z.add_entry("d", opts, b"d").unwrap();
+            let (bytes, _) = z.finish().unwrap();
+            let cd = crate::container::CentralDirectory::read(
+                &mut std::io::Cursor::new(&bytes),
+                &crate::limits::Limits::default(),
+            )
+            .unwrap();
+            let names: Vec<&str> = cd.entries.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(names, ["a", "b", "c", "d"], "{all_collide}");
+        }
     }
 
     #[test]
