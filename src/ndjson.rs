@@ -178,7 +178,7 @@ pub(crate) fn write_object(out: &mut Vec<u8>, row: &serde_json::Map<String, serd
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, k);
+        write_json_string(out, k);
         out.push(b':');
         write_value(out, v);
     }
@@ -188,7 +188,7 @@ pub(crate) fn write_object(out: &mut Vec<u8>, row: &serde_json::Map<String, serd
 fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
     use serde_json::Value;
     match v {
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_json_string(out, s),
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
@@ -210,9 +210,15 @@ fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
     }
 }
 
-/// A JSON string literal, escaped as serde_json escapes: `\"`, `\\`,
-/// `\b`, `\f`, `\n`, `\r`, `\t`, other bytes below 0x20 as `\u00xx`.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+/// Appends `s` as a JSON string literal exactly as JavaScript's
+/// `JSON.stringify` writes it for a well-formed string (and as serde_json
+/// does): `"` and `\` are backslash-escaped, U+0008/0009/000A/000C/000D
+/// use their short escapes, every other control character below U+0020
+/// becomes `\u00xx` with lowercase hex, and everything else (including
+/// U+007F, U+2028 and U+2029) is written as raw UTF-8. Eight bytes are
+/// checked at a time; only a word holding a byte to escape is looked at
+/// byte by byte.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');

@@ -10,8 +10,6 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::codec::hex_digit;
-
 /// Compares two strings the way JavaScript's default `Array.prototype.sort`
 /// does: lexicographically by UTF-16 code units.
 ///
@@ -31,41 +29,9 @@ pub fn js_sort<S: AsRef<str>>(items: &mut [S]) {
 }
 
 /// Appends `s` as a JSON string literal exactly as JavaScript's
-/// `JSON.stringify` writes it for a well-formed string: `"` and `\` are
-/// backslash-escaped, U+0008/0009/000A/000C/000D use their short escapes,
-/// every other control character below U+0020 becomes `\u00xx` with
-/// lowercase hex, and everything else (including U+007F, U+2028 and U+2029)
-/// is written as raw UTF-8.
-pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            0x08 => Some(b"\\b"),
-            0x09 => Some(b"\\t"),
-            0x0A => Some(b"\\n"),
-            0x0C => Some(b"\\f"),
-            0x0D => Some(b"\\r"),
-            0x00..=0x1F => None,
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => {
-                out.extend_from_slice(b"\\u00");
-                out.push(hex_digit(b >> 4));
-                out.push(hex_digit(b & 0x0F));
-            }
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
-}
+/// `JSON.stringify` writes it (one implementation, shared with the NDJSON
+/// row writer: [`crate::ndjson::write_json_string`]).
+pub(crate) use crate::ndjson::write_json_string as push_json_string;
 
 /// `Number(value)` as JavaScript computes it for a value produced by
 /// `JSON.parse`; `None` stands for `undefined` (a missing field).
