@@ -151,15 +151,31 @@ struct DepthScan {
 }
 
 impl DepthScan {
-    /// Feeds bytes; `false` as soon as nesting exceeds `max`.
+    /// Feeds bytes; `false` as soon as nesting exceeds `max`. Inside a
+    /// string it jumps to the next quote or backslash (`memchr2`), so the
+    /// megabytes of a trailer's digests are not looked at byte by byte.
     fn feed(&mut self, bytes: &[u8], max: u32) -> bool {
-        for &c in bytes {
+        let mut i = 0;
+        while let Some(&c) = bytes.get(i) {
+            i += 1;
             if self.in_str {
                 if self.esc {
                     self.esc = false;
-                } else if c == b'\\' {
+                    continue;
+                }
+                let special = match c {
+                    b'\\' | b'"' => c,
+                    _ => match bytes.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) {
+                        Some(k) => {
+                            i += k + 1;
+                            bytes.get(i - 1).copied().unwrap_or(b'"')
+                        }
+                        None => return true, // the rest is inside the string
+                    },
+                };
+                if special == b'\\' {
                     self.esc = true;
-                } else if c == b'"' {
+                } else {
                     self.in_str = false;
                 }
                 continue;
@@ -648,22 +664,22 @@ fn digests_value(d: &Digests) -> Value {
     }
 }
 
-/// The version-2 digests: `entries` × 32 bytes, standard base64.
+/// The version-2 digests: `entries` × 32 bytes, standard base64, decoded
+/// straight into the digest list (its size is checked against the text's
+/// length first, so a lying `entries` allocates nothing).
 fn in_order_digests(b64: &str, entries: u64) -> Option<Vec<[u8; 32]>> {
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok()?;
-    if bytes.len() % 32 != 0 || (bytes.len() / 32) as u64 != entries {
+    let bytes = usize::try_from(entries).ok()?.checked_mul(32)?;
+    if b64.len() != bytes.div_ceil(3).checked_mul(4)? {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(32)
-            .map(|c| {
-                let mut d = [0u8; 32];
-                d.copy_from_slice(c);
-                d
-            })
-            .collect(),
+    let mut digests = vec![[0u8; 32]; bytes / 32];
+    let n = base64::Engine::decode_slice(
+        &base64::engine::general_purpose::STANDARD,
+        b64,
+        digests.as_flattened_mut(),
     )
+    .ok()?;
+    (n == bytes).then_some(digests)
 }
 
 impl Trailer {
@@ -1035,6 +1051,86 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte depth scan `DepthScan::feed` replaced, as the
+    /// reference: (depth, in string, escaped) after the bytes, or `None`
+    /// once nesting exceeds `max`.
+    fn reference_scan(chunks: &[&[u8]], max: u32) -> Option<(u32, bool, bool)> {
+        let (mut depth, mut in_str, mut esc) = (0u32, false, false);
+        for &c in chunks.iter().flat_map(|c| c.iter()) {
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if c == b'\\' {
+                    esc = true;
+                } else if c == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        return None;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Some((depth, in_str, esc))
+    }
+
+    #[test]
+    fn in_order_digests_decode_any_count_and_refuse_a_lying_one() {
+        for entries in 0u8..7 {
+            let digests: Vec<[u8; 32]> = (0..entries).map(|i| [i.wrapping_mul(37); 32]).collect();
+            let b64 = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                digests.as_flattened(),
+            );
+            assert_eq!(
+                in_order_digests(&b64, u64::from(entries)),
+                Some(digests),
+                "{entries}"
+            );
+            assert_eq!(in_order_digests(&b64, u64::from(entries) + 1), None);
+            if entries > 0 {
+                assert_eq!(in_order_digests(&b64, u64::from(entries) - 1), None);
+                // Right length, one character outside the alphabet.
+                let bad = format!("*{}", &b64[1..]);
+                assert_eq!(in_order_digests(&bad, u64::from(entries)), None);
+            }
+        }
+        assert_eq!(in_order_digests("", u64::MAX), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn depth_scan_matches_the_bytewise_reference_in_any_chunking(
+            text in proptest::collection::vec(
+                proptest::sample::select(b"{}[]\\\"ab:,".to_vec()), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+            max in 0u32..6,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([text.len()]) {
+                chunks.push(&text[from..c]);
+                from = c;
+            }
+            let mut scan = DepthScan::default();
+            let ours = chunks
+                .iter()
+                .all(|c| scan.feed(c, max))
+                .then_some((scan.depth, scan.in_str, scan.esc));
+            proptest::prop_assert_eq!(ours, reference_scan(&chunks, max));
+        }
+    }
 
     #[test]
     fn server_checks() {
