@@ -3,7 +3,7 @@
 //! checks, and writing the ZIP profile the Lumiverse 1.1 server writes.
 //!
 //! Record parsing lives in [`records`] (byte slices, no I/O); this module
-//! and [`write`] feed those parsers from `Read + Seek` and to `Write`.
+//! and [`write`](mod@write) feed those parsers from `Read + Seek` and to `Write`.
 
 mod read;
 pub mod records;
