@@ -1104,6 +1104,11 @@ mod tests {
                 assert_eq!(in_order_digests(&bad, u64::from(entries)), None);
             }
         }
+        // Right length, but padded for one byte fewer than 32 × entries.
+        let one = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        let short = format!("{}AA==", &one[..one.len() - 4]);
+        assert_eq!(short.len(), one.len());
+        assert_eq!(in_order_digests(&short, 1), None);
         assert_eq!(in_order_digests("", u64::MAX), None);
     }
 
