@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the CLI on the generated workload at each scale under /usr/bin/time -v
-# and prints one line per operation: scale, wall seconds, peak RSS, archive
-# size, MB/s. Usage: scripts/bench-rss.sh [WORKDIR] [SCALES...]
+# and prints one line per operation: scale, wall seconds, peak RSS, MB/s
+# of archive bytes (also for export, which writes the archive).
+# Usage: scripts/bench-rss.sh [WORKDIR] [SCALES...]
 # (default WORKDIR: ./target/bench-work, SCALES: 1 4). Needs ~3 GB of disk
 # per scale unit (16 → ~50 GB).
 set -euo pipefail
@@ -12,13 +13,15 @@ cargo build --release --features sqlite --example gen_workload >/dev/null
 cargo build --release >/dev/null
 bin=target/release/lvbak
 mkdir -p "$work"
-measure() { # name scale bytes cmd...
-  local name=$1 scale=$2 bytes=$3; shift 3
+measure() { # name scale archive cmd... (MB/s is of the archive's bytes,
+  # read once the command has run: the export writes it)
+  local name=$1 scale=$2 archive=$3; shift 3
   local log; log=$(mktemp)
   /usr/bin/time -v "$@" >/dev/null 2>"$log"
-  local wall rss
+  local wall rss bytes
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$log" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$log")
+  bytes=$(stat -c %s "$archive")
   printf '%-12s x%-3s %8.2f s  %7.1f MiB peak RSS  %8.1f MB/s\n' "$name" "$scale" "$wall" "$(echo "$rss/1024" | bc -l)" "$(echo "$bytes/1000000/$wall" | bc -l)"
   rm -f "$log"
 }
@@ -33,11 +36,11 @@ sleep "${LVBAK_BENCH_SETTLE:-120}"
 for s in ${scales[@]}; do
   d="$work/x$s"
   [ -f "$d/src/lumiverse.db" ] || target/release/examples/gen_workload "$d/src" "$s" >/dev/null
-  measure export "$s" "$(du -sb "$d/src" | cut -f1)" $bin export --db "$d/src/lumiverse.db" --user bench-user -o "$d/out.lvbak"
+  measure export "$s" "$d/out.lvbak" $bin export --db "$d/src/lumiverse.db" --user bench-user -o "$d/out.lvbak"
   size=$(stat -c %s "$d/out.lvbak")
   dst="$d/dst-$(date +%s)"
-  measure import "$s" "$size" $bin import "$d/out.lvbak" --db "$dst/lumiverse.db" --user bench-user
-  measure verify-fast "$s" "$size" $bin verify "$d/out.lvbak"
-  measure verify-deep "$s" "$size" $bin verify --deep "$d/out.lvbak"
+  measure import "$s" "$d/out.lvbak" $bin import "$d/out.lvbak" --db "$dst/lumiverse.db" --user bench-user
+  measure verify-fast "$s" "$d/out.lvbak" $bin verify "$d/out.lvbak"
+  measure verify-deep "$s" "$d/out.lvbak" $bin verify --deep "$d/out.lvbak"
   echo "x$s archive: $size bytes, $(unzip -l "$d/out.lvbak" 2>/dev/null | tail -1 | awk '{print $2}') entries"
 done
