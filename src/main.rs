@@ -228,7 +228,7 @@ fn limits(cli: &Cli) -> Limits {
 
 fn open_file(p: &Path) -> Result<BufReader<File>, Failure> {
     File::open(p)
-        .map(|f| BufReader::with_capacity(256 * 1024, f))
+        .map(|f| BufReader::with_capacity(lvbak::archive::FILE_BUFFER, f))
         .map_err(|e| Failure::Io(format!("cannot open {}: {e}", p.display())))
 }
 

@@ -520,9 +520,7 @@ impl<R: Read + Seek> Archive<R> {
         };
         let c = e.central.clone();
         let info = crate::container::check_local(&mut self.reader, &c)?;
-        self.reader
-            .seek(std::io::SeekFrom::Start(info.data_start))
-            .map_err(ContainerError::Io)?;
+        crate::container::seek_to_data(&mut self.reader, &info).map_err(ContainerError::Io)?;
         let raw = BufReader::with_capacity(64 * 1024, (&mut self.reader).take(c.compressed_size));
         Ok(match c.method {
             0 => Box::new(raw.take(max_out)),

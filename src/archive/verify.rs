@@ -142,8 +142,9 @@ pub fn verify_path(
     progress: ProgressFn<'_>,
 ) -> Report {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let open =
-        || std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(256 * 1024, f));
+    let open = || {
+        std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(super::FILE_BUFFER, f))
+    };
     let first = match open() {
         Ok(f) => f,
         Err(e) => {

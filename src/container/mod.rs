@@ -10,7 +10,8 @@ pub mod records;
 pub mod write;
 
 pub use read::{
-    check_descriptor, check_local, CentralDirectory, CentralEntry, EntryReader, LocalInfo,
+    check_descriptor, check_local, seek_to_data, CentralDirectory, CentralEntry, EntryReader,
+    LocalInfo,
 };
 
 use std::io;

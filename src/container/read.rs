@@ -374,6 +374,18 @@ pub struct LocalInfo {
     pub data_end: u64,
 }
 
+/// Positions `r` at the data of the entry whose local header
+/// [`check_local`] just read. That read ends where the data starts, so
+/// usually nothing moves: seeking anyway would make a `BufReader` drop
+/// its buffer and read it again for every entry (for thousands of small
+/// files, many times the archive's size).
+pub fn seek_to_data<R: Seek>(r: &mut R, info: &LocalInfo) -> io::Result<()> {
+    if r.stream_position()? != info.data_start {
+        r.seek(SeekFrom::Start(info.data_start))?;
+    }
+    Ok(())
+}
+
 /// Reads and checks the local header of `e`: signature, name, method,
 /// flags, and (without a descriptor) CRC and sizes; then that the data fits
 /// in the entry's space.
@@ -545,7 +557,7 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
             });
         }
         let info = check_local(r, e)?;
-        r.seek(SeekFrom::Start(info.data_start))?;
+        seek_to_data(r, &info)?;
         let cap = e.compressed_size.clamp(1, 64 * 1024) as usize;
         let raw = BufReader::with_capacity(cap, r.take(e.compressed_size));
         let body = match e.method {
