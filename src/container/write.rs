@@ -80,8 +80,8 @@ struct CentralRecord {
 
 /// The names written so far, for refusing a repeated one without a second
 /// copy of every name: a keyed 64-bit hash → the position of the first
-/// entry with that hash (its name is in the central records, or is the open
-/// entry's), and the rare names whose hash another name already holds.
+/// entry with that hash (its name is in its central record), and the rare
+/// names whose hash another name already holds.
 #[derive(Default)]
 struct NameSet {
     keys: std::collections::hash_map::RandomState,
@@ -99,13 +99,20 @@ struct Open {
     offset: u64,
     header_written: bool,
     crc: crc32fast::Hasher,
-    /// The SHA-256 state while it is kept on this thread (`None` once the
-    /// entry's data goes to the pool's hashing thread, or digests are off).
-    sha: Option<Sha256>,
-    /// The hashing thread holds this entry's SHA-256 state.
-    hashed_by_pool: bool,
+    hash: EntryHash,
     uncompressed: u64,
     compressed: u64,
+}
+
+/// Where the open entry's SHA-256 is computed.
+enum EntryHash {
+    /// Digests are off.
+    Off,
+    /// On the writing thread.
+    Here(Sha256),
+    /// On the pool's hashing thread, which holds the state: every later
+    /// byte of the entry goes there too, in order.
+    Pool,
 }
 
 struct Counting<W> {
@@ -386,8 +393,11 @@ impl<W: Write> ZipWriter<W> {
             offset: self.out.pos,
             header_written: false,
             crc: crc32fast::Hasher::new(),
-            sha: self.digests.then(Sha256::new),
-            hashed_by_pool: false,
+            hash: if self.digests {
+                EntryHash::Here(Sha256::new())
+            } else {
+                EntryHash::Off
+            },
             uncompressed: 0,
             compressed: 0,
         });
@@ -450,7 +460,8 @@ impl<W: Write> ZipWriter<W> {
         match open.opts.method {
             Method::Stored => {
                 open.compressed += data.len() as u64;
-                if let Some(sha) = open.sha.as_mut() {
+                // (Only deflated segments move the digest to the pool.)
+                if let EntryHash::Here(sha) = &mut open.hash {
                     sha.update(data);
                 }
                 let r = self.out.put(data);
@@ -489,34 +500,18 @@ impl<W: Write> ZipWriter<W> {
         let seq = self.segments.next_submit;
         self.segments.next_submit += 1;
         let inline = self.threads <= 1 || (last && seq == 0);
-        let Some(open) = self.open.as_mut() else {
-            return Err(ContainerError::WriterState("no entry is open"));
-        };
+        if !inline && self.pool.is_none() {
+            self.pool = Some(Pool::new(self.threads, self.digests));
+        }
+        let data = Arc::new(data);
+        self.hash_segment(&data, !inline)?;
         if inline {
-            if let Some(sha) = open.sha.as_mut() {
-                sha.update(&data);
-            }
             let out = deflate_segment(level, &data, last);
             self.segments.ready.insert(seq, out);
         } else {
-            if self.pool.is_none() {
-                self.pool = Some(Pool::new(self.threads, self.digests));
-            }
             let Some(pool) = self.pool.as_ref() else {
                 return Err(ContainerError::WriterState("no compression pool"));
             };
-            let data = Arc::new(data);
-            if pool.hash_jobs.is_none() {
-                if let Some(sha) = open.sha.as_mut() {
-                    sha.update(data.as_slice());
-                }
-            } else if let Some(state) = open.sha.take() {
-                pool.hash(HashJob::Start(state))?;
-                open.hashed_by_pool = true;
-            }
-            if open.hashed_by_pool {
-                pool.hash(HashJob::Data(Arc::clone(&data)))?;
-            }
             let sent = pool.jobs.as_ref().map(|tx| {
                 tx.send(Job {
                     seq,
@@ -531,6 +526,32 @@ impl<W: Write> ZipWriter<W> {
         }
         let limit = self.pool.as_ref().map(|p| 2 * p.size).unwrap_or(0) as u64;
         self.drain(limit)
+    }
+
+    /// Adds a deflated segment to the open entry's digest: here, or on the
+    /// pool's hashing thread once `to_pool` has moved the state there (and
+    /// from then on, so the bytes stay in order).
+    fn hash_segment(&mut self, data: &Arc<Vec<u8>>, to_pool: bool) -> Result<(), ContainerError> {
+        let Some(open) = self.open.as_mut() else {
+            return Err(ContainerError::WriterState("no entry is open"));
+        };
+        let hasher = self.pool.as_ref().filter(|p| p.hash_jobs.is_some());
+        if let (true, Some(pool), EntryHash::Here(_)) = (to_pool, hasher, &open.hash) {
+            if let EntryHash::Here(state) = std::mem::replace(&mut open.hash, EntryHash::Pool) {
+                pool.hash(HashJob::Start(state))?;
+            }
+        }
+        match (&mut open.hash, hasher) {
+            (EntryHash::Off, _) => Ok(()),
+            (EntryHash::Here(sha), _) => {
+                sha.update(data.as_slice());
+                Ok(())
+            }
+            (EntryHash::Pool, Some(pool)) => pool.hash(HashJob::Data(Arc::clone(data))),
+            (EntryHash::Pool, None) => {
+                Err(ContainerError::WriterState("the hashing thread stopped"))
+            }
+        }
     }
 
     /// Writes ready segments in order until at most `in_flight` remain unwritten.
@@ -583,19 +604,22 @@ impl<W: Write> ZipWriter<W> {
         let Some(open) = self.open.take() else {
             return Err(ContainerError::WriterState("no entry is open"));
         };
-        let sha256 = match (open.sha, open.hashed_by_pool, self.pool.as_ref()) {
-            (Some(sha), _, _) => Some(sha.finalize().into()),
-            (None, true, Some(pool)) => {
-                pool.hash(HashJob::Finish)?;
-                match pool.digests.as_ref().map(Receiver::recv) {
-                    Some(Ok(d)) => Some(d),
-                    _ => {
+        let sha256 = match open.hash {
+            EntryHash::Off => None,
+            EntryHash::Here(sha) => Some(sha.finalize().into()),
+            EntryHash::Pool => {
+                let digest = self.pool.as_ref().and_then(|pool| {
+                    pool.hash(HashJob::Finish).ok()?;
+                    pool.digests.as_ref()?.recv().ok()
+                });
+                match digest {
+                    Some(d) => Some(d),
+                    None => {
                         self.poisoned = true;
                         return Err(ContainerError::WriterState("the hashing thread stopped"));
                     }
                 }
             }
-            _ => None,
         };
         let written = WrittenEntry {
             crc32: open.crc.finalize(),
@@ -608,7 +632,7 @@ impl<W: Write> ZipWriter<W> {
             let mut d = Vec::with_capacity(24);
             put32(&mut d, DESCRIPTOR_SIG);
             put32(&mut d, written.crc32);
-            if is_large(written) {
+            if is_large(written.compressed_size, written.uncompressed_size) {
                 put64(&mut d, written.compressed_size);
                 put64(&mut d, written.uncompressed_size);
             } else {
@@ -652,13 +676,8 @@ impl<W: Write> ZipWriter<W> {
         let cd_offset = self.out.pos;
         let mut cd = Vec::with_capacity(64 * 1024);
         for rec in std::mem::take(&mut self.central) {
-            let w = WrittenEntry {
-                crc32: rec.crc32,
-                sha256: None,
-                compressed_size: rec.compressed_size,
-                uncompressed_size: rec.uncompressed_size,
-            };
-            let large = is_large(w) || rec.offset > u64::from(u32::MAX);
+            let large = is_large(rec.compressed_size, rec.uncompressed_size)
+                || rec.offset > u64::from(u32::MAX);
             put32(&mut cd, CENTRAL_SIG);
             put16(&mut cd, VERSION_MADE_BY);
             put16(
@@ -675,13 +694,13 @@ impl<W: Write> ZipWriter<W> {
             put16(&mut cd, method_code(rec.opts.method));
             put16(&mut cd, rec.opts.dos_time.0);
             put16(&mut cd, rec.opts.dos_time.1);
-            put32(&mut cd, w.crc32);
+            put32(&mut cd, rec.crc32);
             if large {
                 put32(&mut cd, SENTINEL32);
                 put32(&mut cd, SENTINEL32);
             } else {
-                put32(&mut cd, w.compressed_size as u32);
-                put32(&mut cd, w.uncompressed_size as u32);
+                put32(&mut cd, rec.compressed_size as u32);
+                put32(&mut cd, rec.uncompressed_size as u32);
             }
             put16(&mut cd, rec.name.len() as u16);
             put16(&mut cd, if large { 28 } else { 0 });
@@ -694,8 +713,8 @@ impl<W: Write> ZipWriter<W> {
             if large {
                 put16(&mut cd, 0x0001);
                 put16(&mut cd, 24);
-                put64(&mut cd, w.uncompressed_size);
-                put64(&mut cd, w.compressed_size);
+                put64(&mut cd, rec.uncompressed_size);
+                put64(&mut cd, rec.compressed_size);
                 put64(&mut cd, rec.offset);
             }
             if cd.len() >= 60 * 1024 {
@@ -741,8 +760,8 @@ impl<W: Write> ZipWriter<W> {
     }
 }
 
-fn is_large(w: WrittenEntry) -> bool {
-    w.compressed_size > u64::from(u32::MAX) || w.uncompressed_size > u64::from(u32::MAX)
+fn is_large(compressed: u64, uncompressed: u64) -> bool {
+    compressed > u64::from(u32::MAX) || uncompressed > u64::from(u32::MAX)
 }
 
 fn method_code(m: Method) -> u16 {
@@ -765,28 +784,32 @@ mod tests {
             .collect()
     }
 
+    fn opts(method: Method) -> EntryOptions {
+        EntryOptions {
+            method,
+            dos_time: (0, 0x21),
+            external_attr: DEFAULT_EXTERNAL_ATTR,
+        }
+    }
+
     #[test]
     fn a_repeated_name_is_refused_even_when_hashes_collide() {
         for all_collide in [false, true] {
             let mut z = ZipWriter::new(Vec::new());
             z.names.all_collide = all_collide;
-            let opts = EntryOptions {
-                method: Method::Stored,
-                dos_time: (0, 0x21),
-                external_attr: DEFAULT_EXTERNAL_ATTR,
-            };
+            let stored = opts(Method::Stored);
             for name in ["a", "b", "c"] {
-                z.add_entry(name, opts, name.as_bytes()).unwrap();
+                z.add_entry(name, stored, name.as_bytes()).unwrap();
             }
             for name in ["a", "b", "c"] {
-                let e = z.add_entry(name, opts, b"again").unwrap_err();
+                let e = z.add_entry(name, stored, b"again").unwrap_err();
                 assert!(
                     matches!(&e, ContainerError::DuplicateWrite { entry } if entry == name),
                     "{name} ({all_collide}): {e}"
                 );
             }
             // A refused name leaves the writer usable.
-            z.add_entry("d", opts, b"d").unwrap();
+            z.add_entry("d", stored, b"d").unwrap();
             let (bytes, _) = z.finish().unwrap();
             let cd = crate::container::CentralDirectory::read(
                 &mut std::io::Cursor::new(&bytes),
@@ -808,12 +831,8 @@ mod tests {
             for (i, &len) in sizes.iter().enumerate() {
                 for method in [Method::Deflated(DEFAULT_LEVEL), Method::Stored] {
                     let body = data(len, i as u32);
-                    let opts = EntryOptions {
-                        method,
-                        dos_time: (0, 0x21),
-                        external_attr: DEFAULT_EXTERNAL_ATTR,
-                    };
-                    z.start_entry(&format!("{i}-{method:?}"), opts).unwrap();
+                    z.start_entry(&format!("{i}-{method:?}"), opts(method))
+                        .unwrap();
                     // Uneven pieces, as rows arrive.
                     for piece in body.chunks(77_777) {
                         z.write_data(piece).unwrap();
@@ -832,15 +851,8 @@ mod tests {
             // far moves to the hashing thread.
             z.set_threads(1);
             let body = data(4 * CHUNK, 5);
-            z.start_entry(
-                "switched",
-                EntryOptions {
-                    method: Method::Deflated(1),
-                    dos_time: (0, 0x21),
-                    external_attr: DEFAULT_EXTERNAL_ATTR,
-                },
-            )
-            .unwrap();
+            z.start_entry("switched", opts(Method::Deflated(1)))
+                .unwrap();
             z.write_data(&body[..2 * CHUNK + 5]).unwrap();
             z.set_threads(threads);
             z.write_data(&body[2 * CHUNK + 5..]).unwrap();
@@ -850,17 +862,21 @@ mod tests {
                 Some(want),
                 "switched to {threads}"
             );
+            // And lowered mid-entry: the rest is hashed after what the
+            // hashing thread holds.
+            z.set_threads(threads);
+            z.start_entry("lowered", opts(Method::Deflated(1))).unwrap();
+            z.write_data(&body[..2 * CHUNK + 5]).unwrap();
+            z.set_threads(1);
+            z.write_data(&body[2 * CHUNK + 5..]).unwrap();
+            assert_eq!(
+                z.finish_entry().unwrap().sha256,
+                Some(want),
+                "lowered from {threads}"
+            );
             z.set_digests(false);
             let w = z
-                .add_entry(
-                    "off",
-                    EntryOptions {
-                        method: Method::Deflated(1),
-                        dos_time: (0, 0x21),
-                        external_attr: DEFAULT_EXTERNAL_ATTR,
-                    },
-                    &data(2 * CHUNK, 9),
-                )
+                .add_entry("off", opts(Method::Deflated(1)), &data(2 * CHUNK, 9))
                 .unwrap();
             assert_eq!(w.sha256, None);
             z.finish().unwrap();
