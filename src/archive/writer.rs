@@ -322,7 +322,7 @@ impl<W: Write> TableWriter<'_, W> {
             }
             Err(e) => return Err(bad(e)),
         }
-        self.append(line)
+        self.append(line.as_bytes())
     }
 
     /// Appends one row from a JSON object, serialised compactly (as
@@ -345,15 +345,13 @@ impl<W: Write> TableWriter<'_, W> {
                 },
             });
         }
-        line.push(b'\n');
-        self.w.zip.write_data(&line)?;
-        self.rows += 1;
+        let r = self.append(&line);
         self.line = line;
-        Ok(())
+        r
     }
 
-    fn append(&mut self, line: &str) -> Result<(), ArchiveError> {
-        self.w.zip.write_data(line.as_bytes())?;
+    fn append(&mut self, line: &[u8]) -> Result<(), ArchiveError> {
+        self.w.zip.write_data(line)?;
         self.w.zip.write_data(b"\n")?;
         self.rows += 1;
         Ok(())
