@@ -602,7 +602,7 @@ impl Trailer {
             out.extend_from_slice(b"{");
             for (i, (k, d)) in by_name.iter().enumerate() {
                 out.extend_from_slice(if i == 0 { b"\n      " } else { b",\n      " });
-                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                crate::ndjson::write_json_string(&mut out, k);
                 out.extend_from_slice(b": \"");
                 out.extend_from_slice(hex(d).as_bytes());
                 out.extend_from_slice(b"\"");
@@ -651,16 +651,10 @@ fn digests_value(d: &Digests) -> Value {
                 .map(|(k, d)| (k.clone(), Value::from(hex(d))))
                 .collect(),
         ),
-        Digests::InOrder(v) => {
-            let mut bytes = Vec::with_capacity(v.len() * 32);
-            for d in v {
-                bytes.extend_from_slice(d);
-            }
-            Value::String(base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                bytes,
-            ))
-        }
+        Digests::InOrder(v) => Value::String(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            v.as_flattened(),
+        )),
     }
 }
 
@@ -877,13 +871,7 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
                 match decoded {
                     Some(d) => {
                         obj.shift_remove("sha256");
-                        Ok((
-                            Value::Object(obj),
-                            Some(LvbakTrailer {
-                                version: 2,
-                                digests: Digests::InOrder(d),
-                            }),
-                        ))
+                        Ok((Value::Object(obj), Some(LvbakTrailer::in_order(d))))
                     }
                     None => {
                         obj.insert("sha256".into(), Value::String(b64));
