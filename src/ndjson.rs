@@ -225,14 +225,7 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let mut clean = 0; // start of the bytes not yet copied
     let mut i = 0;
     while i < b.len() {
-        if let Some(w) = b.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            if !needs_care(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
+        i = skip_plain_words(b, i);
         // Byte by byte to the end of this word (or of the string).
         let end = (i + 8).min(b.len());
         while i < end {
@@ -266,6 +259,21 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&b[clean..]);
     out.push(b'"');
+}
+
+/// The first position from `i` on that does not start eight plain bytes
+/// (no `"`, `\\` or control character; see [`needs_care`]); `i` itself
+/// when fewer than eight bytes are left.
+fn skip_plain_words(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if needs_care(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// Whether any of the eight bytes in `w` is `"`, `\\` or below 0x20
@@ -435,16 +443,9 @@ impl Parser<'_> {
     fn string(&mut self) -> Result<(), LineError> {
         self.i += 1;
         loop {
-            // Eight plain bytes at a time (no quote, backslash or control
-            // character); anything else takes the byte-wise path below.
-            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(chunk);
-                if needs_care(u64::from_le_bytes(w)) {
-                    break;
-                }
-                self.i += 8;
-            }
+            // Eight plain bytes at a time; anything else takes the
+            // byte-wise path below.
+            self.i = skip_plain_words(self.b, self.i);
             match self.peek() {
                 None => return Err(self.err("closing '\"'")),
                 Some(b'"') => {
