@@ -40,6 +40,10 @@ fn q(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// The journal mode of every database lvbak opens (a new one's first
+/// import runs with a rollback journal, then returns to this).
+const WAL: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+
 /// Page size of a database lvbak creates: 8 KiB. On the benchmark account
 /// (messages of ~2.3 KB with their swipe) the database took 836 MB instead
 /// of 1,248 MB at 4 KiB, and the import 5.7–6.3 s instead of 7.5–9.6 s.
@@ -108,8 +112,7 @@ impl SqliteStore {
             .map_err(sql("reading the schema"))?
             > 0;
         if !live {
-            conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-                .map_err(sql("setting pragmas"))?;
+            conn.execute_batch(WAL).map_err(sql("setting pragmas"))?;
         }
         let identity = match fs::read(data_dir.join(identity::IDENTITY_FILE)) {
             Ok(b) => Some(
@@ -674,10 +677,8 @@ impl Sink for SqliteStore {
         if failure.is_none() {
             if let Err(e) = self.conn.execute_batch("COMMIT; PRAGMA foreign_keys=ON;") {
                 failure = Some(StoreError::with_source("committing", e));
-            } else if std::mem::take(&mut self.rollback_journal) {
-                let _ = self
-                    .conn
-                    .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+            } else {
+                self.back_to_wal();
             }
         }
         let _ = fs::remove_dir_all(&staging);
@@ -685,14 +686,7 @@ impl Sink for SqliteStore {
             for p in placed {
                 let _ = fs::remove_file(p);
             }
-            let _ = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
-            if std::mem::take(&mut self.rollback_journal) {
-                let _ = self
-                    .conn
-                    .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
-            }
-            self.columns.clear();
-            self.plans.clear();
+            let _ = self.roll_back_rows();
             return Err(f);
         }
         Ok(())
@@ -702,14 +696,7 @@ impl Sink for SqliteStore {
         let staging = self.staging.take();
         let _ = self.stop_staging_thread();
         self.staged.clear();
-        self.columns.clear();
-        self.plans.clear();
-        let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
-        if std::mem::take(&mut self.rollback_journal) {
-            let _ = self
-                .conn
-                .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
-        }
+        let r = self.roll_back_rows();
         if let Some(s) = staging {
             let _ = fs::remove_dir_all(s);
         }
@@ -1043,6 +1030,24 @@ impl Sink for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The journal mode again after an import that ran with a rollback
+    /// journal (a new database); nothing otherwise.
+    fn back_to_wal(&mut self) {
+        if std::mem::take(&mut self.rollback_journal) {
+            let _ = self.conn.execute_batch(WAL);
+        }
+    }
+
+    /// Rolls the transaction back, with what the store learnt of the schema
+    /// in it (columns, insert plans: tables and columns it added are gone).
+    fn roll_back_rows(&mut self) -> rusqlite::Result<()> {
+        let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+        self.back_to_wal();
+        self.columns.clear();
+        self.plans.clear();
+        r
+    }
+
     /// Stops the staging thread; its first write error, if any.
     fn stop_staging_thread(&mut self) -> Result<(), StoreError> {
         match self.staging_thread.take() {
