@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lvbak::sqlite::identity::Identity;
@@ -31,6 +31,22 @@ fn ok(o: &Output) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A new database in `tmp/data` holding `fixture`, imported as `u1`
+/// through the CLI; returns the data folder and the database file.
+fn imported(tmp: &Path, fixture: &Path) -> (PathBuf, PathBuf) {
+    let data = tmp.join("data");
+    let db = data.join("lumiverse.db");
+    ok(&lvbak(&[
+        "import",
+        s(fixture),
+        "--db",
+        s(&db),
+        "--user",
+        "u1",
+    ]));
+    (data, db)
 }
 
 /// Hash of every file under `dir` (path → sha256), for "byte-identical" checks.
@@ -220,16 +236,7 @@ fn a_bad_archive_a_wrong_ticket_or_a_late_failure_leave_everything_byte_identica
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let db = data.join("lumiverse.db");
-    ok(&lvbak(&[
-        "import",
-        s(&dir.join("empty-account.lvbak")),
-        "--db",
-        s(&db),
-        "--user",
-        "u1",
-    ]));
+    let (data, db) = imported(tmp.path(), &dir.join("empty-account.lvbak"));
     let before = tree(&data);
     // 1. An archive the server refuses (line over the cap).
     let o = lvbak(&[
@@ -614,16 +621,7 @@ fn every_deflate_level_exports_the_same_content() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let db = data.join("lumiverse.db");
-    ok(&lvbak(&[
-        "import",
-        s(&dir.join("basic.lvbak")),
-        "--db",
-        s(&db),
-        "--user",
-        "u1",
-    ]));
+    let (_, db) = imported(tmp.path(), &dir.join("basic.lvbak"));
     let mut seen: Option<Value> = None;
     let mut sizes = Vec::new();
     for level in ["0", "1", "2", "9"] {
