@@ -64,15 +64,22 @@ impl<R> std::fmt::Debug for Archive<R> {
     }
 }
 
+/// The entries of a checked directory with their lookup by name.
+pub(crate) struct Indexed {
+    pub(crate) entries: Vec<Entry>,
+    by_name: NameIndex,
+}
+
 /// Checks the directory against names, duplicates, limits and overlap.
 /// Returns the entries (those with valid names; of duplicates, the first)
 /// and every problem found, in central-directory order. Takes the
 /// directory's records instead of copying them; duplicates and case twins
-/// are found by sorting positions, so no name is held twice.
+/// are found by sorting positions, so no name is held twice, and the
+/// hashes sorted for the duplicate check become the lookup by name.
 pub(crate) fn index_entries(
     mut cd: CentralDirectory,
     limits: &Limits,
-) -> (Vec<Entry>, Vec<ArchiveError>) {
+) -> (Indexed, Vec<ArchiveError>) {
     let overlap = cd.entry_problems();
     let records = std::mem::take(&mut cd.entries);
     let mut located: Vec<(usize, ArchiveError)> = Vec::new();
@@ -170,6 +177,27 @@ pub(crate) fn index_entries(
             }
         }
     }
+    // The lookup by name: the sorted hashes of the entries kept, with the
+    // positions they have once duplicates are gone (still sorted: new
+    // positions keep the order of the old).
+    let mut kept_before = 0usize;
+    let new_pos: Vec<usize> = keep
+        .iter()
+        .map(|&k| {
+            let p = kept_before;
+            kept_before += usize::from(k);
+            p
+        })
+        .collect();
+    hashed.retain(|&(_, i)| keep[i]);
+    for (_, i) in &mut hashed {
+        *i = new_pos[*i];
+    }
+    drop(new_pos);
+    let by_name = NameIndex {
+        hasher,
+        sorted: hashed,
+    };
     let mut i = 0;
     entries.retain(|_| {
         i += 1;
@@ -190,7 +218,7 @@ pub(crate) fn index_entries(
         });
     }
     problems.extend(overlap.into_iter().map(ArchiveError::from));
-    (entries, problems)
+    (Indexed { entries, by_name }, problems)
 }
 
 impl<R: Read + Seek> Archive<R> {
@@ -201,20 +229,20 @@ impl<R: Read + Seek> Archive<R> {
     pub fn open(mut reader: R, limits: Limits) -> Result<Archive<R>, ArchiveError> {
         let cd = CentralDirectory::read(&mut reader, &limits)?;
         let file_len = cd.file_len;
-        let (entries, mut problems) = index_entries(cd, &limits);
+        let (indexed, mut problems) = index_entries(cd, &limits);
         if !problems.is_empty() {
             return Err(problems.swap_remove(0));
         }
-        Archive::from_parts(reader, file_len, entries, limits)
+        Archive::from_parts(reader, file_len, indexed, limits)
     }
 
     pub(crate) fn from_parts(
         reader: R,
         file_len: u64,
-        entries: Vec<Entry>,
+        indexed: Indexed,
         limits: Limits,
     ) -> Result<Archive<R>, ArchiveError> {
-        let (a, mut problems) = Archive::from_parts_lenient(reader, file_len, entries, limits);
+        let (a, mut problems) = Archive::from_parts_lenient(reader, file_len, indexed, limits);
         match problems.is_empty() {
             true => Ok(a),
             false => Err(problems.swap_remove(0)),
@@ -226,15 +254,13 @@ impl<R: Read + Seek> Archive<R> {
     pub(crate) fn from_parts_lenient(
         reader: R,
         file_len: u64,
-        entries: impl Into<Arc<[Entry]>>,
+        indexed: Indexed,
         limits: Limits,
     ) -> (Archive<R>, Vec<ArchiveError>) {
-        let entries: Arc<[Entry]> = entries.into();
-        let by_name = Arc::new(NameIndex::new(entries.iter().map(|e| &e.name)));
         let mut a = Archive {
             reader,
-            entries,
-            by_name,
+            entries: indexed.entries.into(),
+            by_name: Arc::new(indexed.by_name),
             manifest: Manifest::new("", 0),
             trailer: None,
             trailer_ignored: false,
@@ -686,22 +712,10 @@ impl<R: Read> Iterator for Rows<'_, R> {
 #[derive(Debug)]
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
-    sorted: Vec<(u64, u32)>,
+    sorted: Vec<(u64, usize)>,
 }
 
 impl NameIndex {
-    fn new<'a>(names: impl Iterator<Item = &'a EntryName>) -> NameIndex {
-        let hasher = std::collections::hash_map::RandomState::new();
-        // Positions fit in u32: the directory's entry count is checked
-        // against the limits (at most u32::MAX even with ZIP64).
-        let mut sorted: Vec<(u64, u32)> = names
-            .enumerate()
-            .filter_map(|(i, n)| Some((hasher.hash_one(n), u32::try_from(i).ok()?)))
-            .collect();
-        sorted.sort_unstable();
-        NameIndex { hasher, sorted }
-    }
-
     /// Positions whose name has the same hash as `name`.
     fn candidates(&self, name: &EntryName) -> impl Iterator<Item = usize> + '_ {
         let h = self.hasher.hash_one(name);
@@ -709,6 +723,87 @@ impl NameIndex {
         self.sorted[start..]
             .iter()
             .take_while(move |&&(x, _)| x == h)
-            .map(|&(_, i)| i as usize)
+            .map(|&(_, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::CentralEntry;
+
+    fn directory(names: &[&str]) -> CentralDirectory {
+        let entries = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| CentralEntry {
+                index: i,
+                name: (*n).to_owned(),
+                version_made_by: 0x032D,
+                version_needed: 20,
+                flags: 0,
+                method: 0,
+                time: 0,
+                date: 0x21,
+                crc32: 0,
+                compressed_size: 1,
+                uncompressed_size: 1,
+                local_offset: 100 * i as u64,
+                external_attr: 0,
+                zip64: false,
+                space_end: 100 * i as u64 + 100,
+            })
+            .collect();
+        CentralDirectory {
+            entries,
+            file_len: 100 * names.len() as u64 + 100,
+            cd_offset: 100 * names.len() as u64,
+            cd_size: 100,
+            zip64: false,
+        }
+    }
+
+    #[test]
+    fn the_name_index_finds_every_kept_entry_where_it_ended_up() {
+        // Dropped along the way: a bad name and two repeats, so most
+        // entries move to a lower position.
+        let cd = directory(&[
+            "manifest.json",
+            "files/avatars/a.png",
+            "../evil",
+            "database/chats.ndjson",
+            "files/avatars/a.png",
+            "files/avatars/b.png",
+            "database/chats.ndjson",
+            "files/avatars/c.png",
+            "manifest-stats.json",
+        ]);
+        let (indexed, problems) = index_entries(cd, &Limits::default());
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let names: Vec<String> = indexed.entries.iter().map(|e| e.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "manifest.json",
+                "files/avatars/a.png",
+                "database/chats.ndjson",
+                "files/avatars/b.png",
+                "files/avatars/c.png",
+                "manifest-stats.json"
+            ]
+        );
+        for (j, e) in indexed.entries.iter().enumerate() {
+            let found: Vec<usize> = indexed
+                .by_name
+                .candidates(&e.name)
+                .filter(|&k| indexed.entries.get(k).is_some_and(|x| x.name == e.name))
+                .collect();
+            assert_eq!(found, [j], "{}", e.name);
+        }
+        let absent = EntryName::parse("files/avatars/zzz.png").unwrap();
+        assert!(indexed
+            .by_name
+            .candidates(&absent)
+            .all(|k| indexed.entries[k].name != absent));
     }
 }

@@ -98,10 +98,10 @@ pub fn verify_with_progress<R: Read + Seek>(
     };
     report.entries = cd.entries.len() as u64;
     let file_len = cd.file_len;
-    let (entries, problems) = index_entries(cd, &limits);
+    let (indexed, problems) = index_entries(cd, &limits);
     report.problems.extend(problems.iter().map(Problem::from));
     let (mut archive, problems) =
-        Archive::from_parts_lenient(&mut reader, file_len, entries, limits);
+        Archive::from_parts_lenient(&mut reader, file_len, indexed, limits);
     report.problems.extend(problems.iter().map(Problem::from));
     if archive.trailer_ignored() {
         report.problems.push(Problem {
@@ -177,15 +177,10 @@ pub fn verify_path(
         return report;
     };
     let file_len = cd.file_len;
-    let (entries, _) = index_entries(cd, &limits);
-    let entries: std::sync::Arc<[super::Entry]> = entries.into();
-    let (archive, _) = Archive::from_parts_lenient(
-        &mut reader,
-        file_len,
-        std::sync::Arc::clone(&entries),
-        limits.clone(),
-    );
+    let (indexed, _) = index_entries(cd, &limits);
+    let (archive, _) = Archive::from_parts_lenient(&mut reader, file_len, indexed, limits.clone());
     let archive = &archive;
+    let entries = archive.entries();
     report.problems.extend(digest_coverage(archive));
     // Largest entries first, dealt round-robin.
     let mut order: Vec<usize> = (0..entries.len()).collect();
