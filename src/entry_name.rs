@@ -213,7 +213,9 @@ fn parse(raw: &str) -> Result<EntryName, NameRule> {
     if raw.len() > MAX_NAME_UTF16 && raw.encode_utf16().count() > MAX_NAME_UTF16 {
         return Err(NameRule::TooLong);
     }
-    if raw.chars().any(|c| c < '\u{20}') {
+    // Bytes below 0x20 are the control characters: in UTF-8 no byte of
+    // a multi-byte character is below 0x80.
+    if raw.bytes().any(|c| c < 0x20) {
         return Err(NameRule::ControlCharacter);
     }
     if raw.starts_with('/') {
@@ -226,14 +228,22 @@ fn parse(raw: &str) -> Result<EntryName, NameRule> {
     if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
         return Err(NameRule::DriveLetter);
     }
-    let name = raw.replace('\\', "/");
-    if name.split('/').any(|seg| seg == "." || seg == "..") {
+    // A copy only for the rare name with a backslash.
+    let name: std::borrow::Cow<'_, str> = match memchr::memchr(b'\\', b) {
+        Some(_) => raw.replace('\\', "/").into(),
+        None => raw.into(),
+    };
+    if name
+        .as_bytes()
+        .split(|&c| c == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
+    {
         return Err(NameRule::DotSegment);
     }
     if name.ends_with('/') {
         return Err(NameRule::Directory);
     }
-    match name.as_str() {
+    match &*name {
         "manifest.json" => return Ok(EntryName::Manifest),
         "manifest-stats.json" => return Ok(EntryName::Trailer),
         "secrets/index.json" => return Ok(EntryName::SecretsIndex),

@@ -22,6 +22,18 @@ pub struct Entry {
     pub central: CentralEntry,
 }
 
+impl AsRef<CentralEntry> for Entry {
+    fn as_ref(&self) -> &CentralEntry {
+        &self.central
+    }
+}
+
+impl AsMut<CentralEntry> for Entry {
+    fn as_mut(&mut self) -> &mut CentralEntry {
+        &mut self.central
+    }
+}
+
 /// An open archive: central directory checked, manifest parsed, trailer
 /// merged. Entry bodies are read on demand, one at a time, through
 /// [`Archive::rows`], [`Archive::file`] and [`Archive::entry_reader`].
@@ -43,7 +55,7 @@ pub struct Entry {
 /// ```
 pub struct Archive<R> {
     reader: R,
-    entries: Arc<[Entry]>,
+    entries: Arc<Vec<Entry>>,
     /// Lookup by name without a second copy of the names: (hash of the
     /// name, position), sorted; a lookup compares the names that share
     /// the hash.
@@ -68,6 +80,28 @@ impl<R> std::fmt::Debug for Archive<R> {
 pub(crate) struct Indexed {
     pub(crate) entries: Vec<Entry>,
     by_name: NameIndex,
+    /// Records in the central directory (valid or not).
+    pub(crate) records: usize,
+    /// The archive's length.
+    pub(crate) file_len: u64,
+}
+
+/// Reads the central directory and indexes it ([`index_entries`]),
+/// parsing each name as its record is read: the entries are built once,
+/// not as records first and entries after.
+pub(crate) fn read_indexed<R: Read + Seek>(
+    r: &mut R,
+    limits: &Limits,
+) -> Result<(Indexed, Vec<ArchiveError>), ContainerError> {
+    let mut bad: Vec<(usize, ArchiveError)> = Vec::new();
+    let cd = CentralDirectory::read_with(r, limits, |central| {
+        let name = EntryName::parse(&central.name).unwrap_or_else(|e| {
+            bad.push((central.index, e.into()));
+            EntryName::Manifest // a placeholder: the entry is dropped
+        });
+        Entry { name, central }
+    })?;
+    Ok(index_parsed(cd, bad, limits))
 }
 
 /// Checks the directory against names, duplicates, limits and overlap.
@@ -76,35 +110,69 @@ pub(crate) struct Indexed {
 /// directory's records instead of copying them; duplicates and case twins
 /// are found by sorting positions, so no name is held twice, and the
 /// hashes sorted for the duplicate check become the lookup by name.
-pub(crate) fn index_entries(
-    mut cd: CentralDirectory,
+#[cfg(test)]
+pub(crate) fn index_entries(cd: CentralDirectory, limits: &Limits) -> (Indexed, Vec<ArchiveError>) {
+    let mut bad = Vec::new();
+    let CentralDirectory {
+        entries,
+        file_len,
+        cd_offset,
+        cd_size,
+        zip64,
+    } = cd;
+    let entries = entries
+        .into_iter()
+        .map(|central| {
+            let name = EntryName::parse(&central.name).unwrap_or_else(|e| {
+                bad.push((central.index, e.into()));
+                EntryName::Manifest
+            });
+            Entry { name, central }
+        })
+        .collect();
+    let cd = CentralDirectory {
+        entries,
+        file_len,
+        cd_offset,
+        cd_size,
+        zip64,
+    };
+    index_parsed(cd, bad, limits)
+}
+
+/// [`index_entries`] of a directory whose names are parsed already:
+/// `bad` lists the positions whose names did not parse (their entries
+/// hold a placeholder name and are dropped here).
+fn index_parsed(
+    mut cd: CentralDirectory<Entry>,
+    bad: Vec<(usize, ArchiveError)>,
     limits: &Limits,
 ) -> (Indexed, Vec<ArchiveError>) {
     let overlap = cd.entry_problems();
-    let records = std::mem::take(&mut cd.entries);
-    let mut located: Vec<(usize, ArchiveError)> = Vec::new();
-    let mut entries = Vec::with_capacity(records.len());
+    let mut entries = std::mem::take(&mut cd.entries);
+    let (records, file_len) = (entries.len(), cd.file_len);
+    let mut keep = vec![true; entries.len()];
+    for &(pos, _) in &bad {
+        if let Some(k) = keep.get_mut(pos) {
+            *k = false;
+        }
+    }
+    let mut located = bad;
     let mut text = 0u64;
     let mut total = 0u64;
-    for (pos, c) in records.into_iter().enumerate() {
-        total = total.saturating_add(c.uncompressed_size);
-        match EntryName::parse(&c.name) {
-            Ok(name) => {
-                if name.is_text() {
-                    text += 1;
-                }
-                entries.push(Entry { name, central: c });
-            }
-            Err(e) => located.push((pos, e.into())),
+    for (e, &k) in entries.iter().zip(&keep) {
+        total = total.saturating_add(e.central.uncompressed_size);
+        if k && e.name.is_text() {
+            text += 1;
         }
     }
     // Duplicates: names grouped by hash, compared within a group; the
     // first stays. No copy of any name is made.
     let hasher = std::collections::hash_map::RandomState::new();
-    let mut keep = vec![true; entries.len()];
     let mut hashed: Vec<(u64, usize)> = entries
         .iter()
         .enumerate()
+        .filter(|&(i, _)| keep[i])
         .map(|(i, e)| (hasher.hash_one(&e.name), i))
         .collect();
     hashed.sort_unstable();
@@ -218,7 +286,15 @@ pub(crate) fn index_entries(
         });
     }
     problems.extend(overlap.into_iter().map(ArchiveError::from));
-    (Indexed { entries, by_name }, problems)
+    (
+        Indexed {
+            entries,
+            by_name,
+            records,
+            file_len,
+        },
+        problems,
+    )
 }
 
 impl<R: Read + Seek> Archive<R> {
@@ -227,22 +303,19 @@ impl<R: Read + Seek> Archive<R> {
     /// encrypted entries and unknown methods, then reads the manifest and
     /// the trailer. Cost grows with the number of entries, not their size.
     pub fn open(mut reader: R, limits: Limits) -> Result<Archive<R>, ArchiveError> {
-        let cd = CentralDirectory::read(&mut reader, &limits)?;
-        let file_len = cd.file_len;
-        let (indexed, mut problems) = index_entries(cd, &limits);
+        let (indexed, mut problems) = read_indexed(&mut reader, &limits)?;
         if !problems.is_empty() {
             return Err(problems.swap_remove(0));
         }
-        Archive::from_parts(reader, file_len, indexed, limits)
+        Archive::from_parts(reader, indexed, limits)
     }
 
     pub(crate) fn from_parts(
         reader: R,
-        file_len: u64,
         indexed: Indexed,
         limits: Limits,
     ) -> Result<Archive<R>, ArchiveError> {
-        let (a, mut problems) = Archive::from_parts_lenient(reader, file_len, indexed, limits);
+        let (a, mut problems) = Archive::from_parts_lenient(reader, indexed, limits);
         match problems.is_empty() {
             true => Ok(a),
             false => Err(problems.swap_remove(0)),
@@ -253,13 +326,13 @@ impl<R: Read + Seek> Archive<R> {
     /// than fatal (the placeholder manifest is empty): for verification.
     pub(crate) fn from_parts_lenient(
         reader: R,
-        file_len: u64,
         indexed: Indexed,
         limits: Limits,
     ) -> (Archive<R>, Vec<ArchiveError>) {
+        let file_len = indexed.file_len;
         let mut a = Archive {
             reader,
-            entries: indexed.entries.into(),
+            entries: Arc::new(indexed.entries),
             by_name: Arc::new(indexed.by_name),
             manifest: Manifest::new("", 0),
             trailer: None,

@@ -8,9 +8,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use super::reader::{index_entries, next_checked_line};
+use super::reader::{next_checked_line, read_indexed};
 use super::{Archive, ArchiveError};
-use crate::container::{check_descriptor, check_local, CentralDirectory, ContainerError};
+use crate::container::{check_descriptor, check_local, ContainerError};
 use crate::entry_name::EntryName;
 use crate::manifest::Digests;
 use crate::ndjson::LineReader;
@@ -89,19 +89,16 @@ pub fn verify_with_progress<R: Read + Seek>(
         bytes_checked: 0,
         problems: Vec::new(),
     };
-    let cd = match CentralDirectory::read(&mut reader, &limits) {
-        Ok(cd) => cd,
+    let (indexed, problems) = match read_indexed(&mut reader, &limits) {
+        Ok(x) => x,
         Err(e) => {
             report.problems.push((&ArchiveError::from(e)).into());
             return report;
         }
     };
-    report.entries = cd.entries.len() as u64;
-    let file_len = cd.file_len;
-    let (indexed, problems) = index_entries(cd, &limits);
+    report.entries = indexed.records as u64;
     report.problems.extend(problems.iter().map(Problem::from));
-    let (mut archive, problems) =
-        Archive::from_parts_lenient(&mut reader, file_len, indexed, limits);
+    let (mut archive, problems) = Archive::from_parts_lenient(&mut reader, indexed, limits);
     report.problems.extend(problems.iter().map(Problem::from));
     if archive.trailer_ignored() {
         report.problems.push(Problem {
@@ -173,12 +170,10 @@ pub fn verify_path(
         Ok(f) => f,
         Err(_) => return report,
     };
-    let Ok(cd) = CentralDirectory::read(&mut reader, &limits) else {
+    let Ok((indexed, _)) = read_indexed(&mut reader, &limits) else {
         return report;
     };
-    let file_len = cd.file_len;
-    let (indexed, _) = index_entries(cd, &limits);
-    let (archive, _) = Archive::from_parts_lenient(&mut reader, file_len, indexed, limits.clone());
+    let (archive, _) = Archive::from_parts_lenient(&mut reader, indexed, limits.clone());
     let archive = &archive;
     let entries = archive.entries();
     report.problems.extend(digest_coverage(archive));

@@ -60,11 +60,26 @@ impl CentralEntry {
     }
 }
 
-/// The located and parsed central directory of an archive.
+impl AsRef<CentralEntry> for CentralEntry {
+    fn as_ref(&self) -> &CentralEntry {
+        self
+    }
+}
+
+impl AsMut<CentralEntry> for CentralEntry {
+    fn as_mut(&mut self) -> &mut CentralEntry {
+        self
+    }
+}
+
+/// The located and parsed central directory of an archive. Its entries
+/// are [`CentralEntry`] records, or whatever [`CentralDirectory::read_with`]
+/// made of each as it was read (a caller's own entry type holding one,
+/// so a large directory is not built twice).
 #[derive(Debug, Clone)]
-pub struct CentralDirectory {
+pub struct CentralDirectory<E = CentralEntry> {
     /// Entries in central-directory order.
-    pub entries: Vec<CentralEntry>,
+    pub entries: Vec<E>,
     /// Archive file length.
     pub file_len: u64,
     /// Offset of the central directory.
@@ -99,6 +114,19 @@ impl CentralDirectory {
         r: &mut R,
         limits: &Limits,
     ) -> Result<CentralDirectory, ContainerError> {
+        CentralDirectory::read_with(r, limits, |c| c)
+    }
+}
+
+impl<E: AsRef<CentralEntry> + AsMut<CentralEntry>> CentralDirectory<E> {
+    /// [`CentralDirectory::read`], handing each record to `make` as soon
+    /// as it is parsed and keeping what `make` returns (which must still
+    /// hold the record: each entry's `space_end` is filled in at the end).
+    pub fn read_with<R: Read + Seek>(
+        r: &mut R,
+        limits: &Limits,
+        mut make: impl FnMut(CentralEntry) -> E,
+    ) -> Result<CentralDirectory<E>, ContainerError> {
         let file_len = r.seek(SeekFrom::End(0))?;
         if file_len > limits.max_archive_bytes {
             return Err(ContainerError::ArchiveTooLarge {
@@ -227,7 +255,9 @@ impl CentralDirectory {
 
         r.seek(SeekFrom::Start(cd_offset))?;
         let mut cd = BufReader::with_capacity(256 * 1024, r.by_ref().take(cd_size));
-        let mut out = Vec::with_capacity(entries.min(65_536) as usize);
+        // Sized once (the count is bounded by the directory's size and the
+        // limits above; a count that lies costs address space, not memory).
+        let mut out: Vec<E> = Vec::with_capacity(entries.min(1 << 20) as usize);
         let mut fixed = [0u8; CENTRAL_LEN];
         let mut var = Vec::new();
         let mut consumed = 0u64;
@@ -284,7 +314,7 @@ impl CentralDirectory {
             } else {
                 Zip64Values::default()
             };
-            out.push(CentralEntry {
+            out.push(make(CentralEntry {
                 index,
                 version_made_by: h.version_made_by,
                 version_needed: h.version_needed,
@@ -300,7 +330,7 @@ impl CentralDirectory {
                 zip64: z != Zip64Values::default(),
                 space_end: cd_offset,
                 name,
-            });
+            }));
         }
         if consumed != cd_size {
             return Err(ContainerError::CentralDirectoryMismatch {
@@ -310,10 +340,10 @@ impl CentralDirectory {
         }
         // Each entry's space ends where the next local header (by offset) begins.
         let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_by_key(|&i| (out[i].local_offset, i));
+        order.sort_by_key(|&i| (out[i].as_ref().local_offset, i));
         for w in order.windows(2) {
-            let next_offset = out[w[1]].local_offset;
-            out[w[0]].space_end = next_offset;
+            let next_offset = out[w[1]].as_ref().local_offset;
+            out[w[0]].as_mut().space_end = next_offset;
         }
         Ok(CentralDirectory {
             entries: out,
@@ -329,7 +359,7 @@ impl CentralDirectory {
     /// overlapping entries. Every problem is listed.
     pub fn entry_problems(&self) -> Vec<ContainerError> {
         let mut problems = Vec::new();
-        for e in &self.entries {
+        for e in self.entries.iter().map(AsRef::as_ref) {
             if e.flags & FLAG_ENCRYPTED != 0 {
                 problems.push(ContainerError::Encrypted {
                     entry: e.name.clone(),
@@ -349,7 +379,7 @@ impl CentralDirectory {
                 });
             }
         }
-        let mut order: Vec<&CentralEntry> = self.entries.iter().collect();
+        let mut order: Vec<&CentralEntry> = self.entries.iter().map(AsRef::as_ref).collect();
         order.sort_by_key(|e| (e.local_offset, e.index));
         for w in order.windows(2) {
             let (a, b) = (w[0], w[1]);
