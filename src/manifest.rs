@@ -702,7 +702,9 @@ impl Trailer {
     ) -> std::io::Result<Option<Trailer>> {
         let mut text = Vec::new();
         let limit = u64::try_from(in_memory).unwrap_or(u64::MAX);
-        r.by_ref().take(limit.saturating_add(1)).read_to_end(&mut text)?;
+        r.by_ref()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut text)?;
         if text.len() > in_memory {
             return Trailer::streamed(std::io::Cursor::new(text).chain(r), max_depth);
         }

@@ -833,3 +833,88 @@ fn digest_coverage_problems_for_both_field_versions() {
         assert_eq!(r.problems.len(), want.len(), "{trailer}: {:?}", r.problems);
     }
 }
+
+/// Replaces every occurrence of `from` (local and central names) by `to`,
+/// of the same length: the writer refuses duplicates.
+fn rename_all(b: &mut [u8], from: &[u8], to: &[u8]) {
+    let mut at = 0;
+    while let Some(i) = b[at..].windows(from.len()).position(|w| w == from) {
+        b[at + i..at + i + to.len()].copy_from_slice(to);
+        at += i + 1;
+    }
+}
+
+/// A large directory has its names parsed on two threads and is indexed
+/// while the trailer is read: the same problems, in the same order, as a
+/// small one; of two trailers, the first is the one read.
+#[test]
+fn a_large_directory_is_checked_like_a_small_one() {
+    let pad: Vec<String> = (0..6000)
+        .map(|i| format!("files/avatars/p{i:05}.png"))
+        .collect();
+    for padded in [false, true] {
+        for first_is_json in [true, false] {
+            let (one, two): (&[u8], &[u8]) = match first_is_json {
+                true => (br#"{"counts":{"chats":1}}"#, b"not json"),
+                false => (b"not json", br#"{"counts":{"chats":1}}"#),
+            };
+            let mut list: Vec<(&str, &[u8])> = vec![
+                ("manifest.json", MANIFEST),
+                ("files/avatars/B.png", b"1"),
+                ("../evil", b"x"),
+                ("files/avatars/b.png", b"2"),
+            ];
+            if padded {
+                // Spread over both halves of the directory.
+                list.extend(pad[..3000].iter().map(|n| (n.as_str(), &b"p"[..])));
+            }
+            list.extend([
+                ("manifest-stats.json", one),
+                ("files/avatars/Q.png", b"3"),
+                ("files/avatars/a.png", b"4"),
+            ]);
+            if padded {
+                list.extend(pad[3000..].iter().map(|n| (n.as_str(), &b"p"[..])));
+            }
+            list.extend([("manifest-statQ.json", two), ("files/bogus/x", b"5")]);
+            let mut b = raw(&list);
+            rename_all(&mut b, b"files/avatars/Q.png", b"files/avatars/a.png");
+            rename_all(&mut b, b"manifest-statQ.json", b"manifest-stats.json");
+            let r = verify(Cursor::new(&b[..]), Limits::default(), Depth::Fast);
+            let got: Vec<(&str, &str)> = r
+                .problems
+                .iter()
+                .map(|p| (p.code, p.entry.as_deref().unwrap_or("")))
+                .collect();
+            let mut want = vec![
+                ("bad_name", "../evil"),
+                ("case_twin", "files/avatars/b.png"),
+                ("duplicate_name", "files/avatars/a.png"),
+                ("duplicate_name", "manifest-stats.json"),
+                ("bad_name", "files/bogus/x"),
+            ];
+            if !first_is_json {
+                want.push(("bad_json", "manifest-stats.json"));
+            }
+            assert_eq!(
+                got, want,
+                "padded {padded} first_is_json {first_is_json}: {:?}",
+                r.problems
+            );
+            assert_eq!(r.entries, list.len() as u64);
+        }
+        // Without problems, the large archive opens with its trailer.
+        let mut list: Vec<(&str, &[u8])> = vec![("manifest.json", MANIFEST)];
+        if padded {
+            list.extend(pad.iter().map(|n| (n.as_str(), &b"p"[..])));
+        }
+        list.push(("manifest-stats.json", br#"{"counts":{"chats":7}}"#));
+        let b = raw(&list);
+        let a = open(&b).unwrap();
+        assert_eq!(a.entries().len(), list.len());
+        assert_eq!(
+            a.trailer().map(|t| t.counts.clone()),
+            Some(vec![("chats".to_string(), 7)])
+        );
+    }
+}

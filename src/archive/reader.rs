@@ -84,6 +84,8 @@ pub(crate) struct Indexed {
     pub(crate) records: usize,
     /// The archive's length.
     pub(crate) file_len: u64,
+    /// The trailer, when it was read while the directory was indexed.
+    trailer: Option<Result<Option<Trailer>, ArchiveError>>,
 }
 
 /// Reads the central directory and indexes it ([`index_entries`]),
@@ -93,15 +95,92 @@ pub(crate) fn read_indexed<R: Read + Seek>(
     r: &mut R,
     limits: &Limits,
 ) -> Result<(Indexed, Vec<ArchiveError>), ContainerError> {
-    let mut bad: Vec<(usize, ArchiveError)> = Vec::new();
-    let cd = CentralDirectory::read_with(r, limits, |central| {
-        let name = EntryName::parse(&central.name).unwrap_or_else(|e| {
-            bad.push((central.index, e.into()));
-            EntryName::Manifest // a placeholder: the entry is dropped
-        });
-        Entry { name, central }
+    // Names are parsed once the directory is read, on two threads when
+    // it is large; until then each entry holds a placeholder name.
+    let mut cd = CentralDirectory::read_with(r, limits, |central| Entry {
+        name: EntryName::Manifest,
+        central,
     })?;
-    Ok(index_parsed(cd, bad, limits))
+    let bad = parse_names(&mut cd.entries);
+    // A large directory is indexed on a second thread while this one
+    // reads the trailer (the first entry of that name is the one kept).
+    let trailer = (cd.entries.len() >= PARALLEL_INDEX)
+        .then(|| {
+            // (Unparsable names hold the placeholder, never this name.)
+            cd.entries
+                .iter()
+                .find(|e| e.name == EntryName::Trailer)
+                .map(|e| e.central.clone())
+        })
+        .flatten();
+    let Some(trailer) = trailer else {
+        return Ok(index_parsed(cd, bad, limits));
+    };
+    Ok(std::thread::scope(|s| {
+        let indexing = s.spawn(|| index_parsed(cd, bad, limits));
+        let read = read_trailer_entry(r, &trailer, limits);
+        let (mut indexed, problems) = match indexing.join() {
+            Ok(x) => x,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        indexed.trailer = Some(read);
+        (indexed, problems)
+    }))
+}
+
+/// Parses every entry's name (on two threads for a large directory).
+/// Returns the positions whose names did not parse, in order; their
+/// entries keep the placeholder name.
+fn parse_names(entries: &mut [Entry]) -> Vec<(usize, ArchiveError)> {
+    fn parse(entries: &mut [Entry]) -> Vec<(usize, ArchiveError)> {
+        let mut bad = Vec::new();
+        for e in entries {
+            match EntryName::parse(&e.central.name) {
+                Ok(name) => e.name = name,
+                Err(err) => bad.push((e.central.index, err.into())),
+            }
+        }
+        bad
+    }
+    if entries.len() < PARALLEL_INDEX {
+        return parse(entries);
+    }
+    let (first, second) = entries.split_at_mut(entries.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| parse(second));
+        let mut bad = parse(first);
+        match other.join() {
+            Ok(more) => bad.extend(more),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        bad
+    })
+}
+
+/// Directories of at least this many entries are indexed on a second
+/// thread while the trailer is read (below it, a thread costs more than
+/// it saves, and fuzzing opens millions of tiny archives).
+const PARALLEL_INDEX: usize = 4096;
+
+/// Reads `manifest-stats.json` (described by `central`) as a stream; its
+/// declared size is checked against the limit first.
+fn read_trailer_entry<R: Read + Seek>(
+    reader: &mut R,
+    central: &CentralEntry,
+    limits: &Limits,
+) -> Result<Option<Trailer>, ArchiveError> {
+    let size = central.uncompressed_size;
+    let cap = limits.max_trailer_bytes;
+    if size > cap {
+        return Err(ArchiveError::EntryTooLarge {
+            entry: EntryName::Trailer.to_string(),
+            size,
+            limit: cap,
+            hint: "Limits::max_trailer_bytes",
+        });
+    }
+    let r = EntryReader::new(reader, central)?;
+    Ok(Trailer::from_reader(r, limits.max_json_depth).map_err(ContainerError::from_io)?)
 }
 
 /// Checks the directory against names, duplicates, limits and overlap.
@@ -292,6 +371,7 @@ fn index_parsed(
             by_name,
             records,
             file_len,
+            trailer: None,
         },
         problems,
     )
@@ -330,6 +410,7 @@ impl<R: Read + Seek> Archive<R> {
         limits: Limits,
     ) -> (Archive<R>, Vec<ArchiveError>) {
         let file_len = indexed.file_len;
+        let indexed_trailer = indexed.trailer;
         let mut a = Archive {
             reader,
             entries: Arc::new(indexed.entries),
@@ -353,7 +434,12 @@ impl<R: Read + Seek> Archive<R> {
             Ok(None) => problems.push(ArchiveError::NoManifest),
             Err(e) => problems.push(e),
         }
-        match a.read_trailer() {
+        let trailer = match indexed_trailer {
+            Some(read) => read,
+            None => a.read_trailer(),
+        };
+        a.trailer_ignored = matches!(&trailer, Ok(None)) && a.find(&EntryName::Trailer).is_some();
+        match trailer {
             Ok(Some(t)) => a.trailer = Some(Arc::new(t)),
             Ok(None) => {}
             Err(e) => problems.push(e),
@@ -377,26 +463,13 @@ impl<R: Read + Seek> Archive<R> {
         }
     }
 
-    /// Reads `manifest-stats.json` as a stream (its text is not held).
+    /// Reads `manifest-stats.json`, if there is one.
     fn read_trailer(&mut self) -> Result<Option<Trailer>, ArchiveError> {
         let Some(i) = self.find(&EntryName::Trailer) else {
             return Ok(None);
         };
-        let size = self.entries[i].central.uncompressed_size;
-        let cap = self.limits.max_trailer_bytes;
-        if size > cap {
-            return Err(ArchiveError::EntryTooLarge {
-                entry: EntryName::Trailer.to_string(),
-                size,
-                limit: cap,
-                hint: "Limits::max_trailer_bytes",
-            });
-        }
-        let depth = self.limits.max_json_depth;
-        let r = self.entry_reader(i)?;
-        let t = Trailer::from_reader(r, depth).map_err(ContainerError::from_io)?;
-        self.trailer_ignored = t.is_none();
-        Ok(t)
+        let entries = Arc::clone(&self.entries);
+        read_trailer_entry(&mut self.reader, &entries[i].central, &self.limits)
     }
 
     fn read_json_entry(
