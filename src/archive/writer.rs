@@ -261,10 +261,22 @@ impl<W: Write> ArchiveWriter<W> {
             .digests
             .then(|| LvbakTrailer::in_order(std::mem::take(&mut self.digests)));
         let trailer = Trailer::new(counts.clone(), std::mem::take(&mut self.missing), lvbak);
-        let bytes = trailer.to_json();
+        // Streamed into the entry: at 96,000 entries the digests alone are
+        // 4.2 MB of base64, which would otherwise be held twice.
         let opts = self.entry_opts(&EntryName::Trailer);
-        self.zip.add_entry("manifest-stats.json", opts, &bytes)?;
-        self.uncompressed += bytes.len() as u64;
+        self.zip.start_entry("manifest-stats.json", opts)?;
+        let mut into = IntoEntry {
+            zip: &mut self.zip,
+            failed: None,
+        };
+        if let Err(e) = trailer.write_json(&mut into) {
+            return Err(match into.failed.take() {
+                Some(c) => c.into(),
+                None => ContainerError::from_io(e).into(),
+            });
+        }
+        self.uncompressed += self.zip.finish_entry()?.uncompressed_size;
+        drop(trailer);
         let entries = self.zip.entry_count() as u64;
         let files = std::mem::take(&mut self.files);
         let uncompressed_bytes = self.uncompressed;
@@ -279,6 +291,30 @@ impl<W: Write> ArchiveWriter<W> {
                 uncompressed_bytes,
             },
         ))
+    }
+}
+
+/// `io::Write` into the open entry of a [`ZipWriter`], keeping the
+/// container's own error.
+struct IntoEntry<'a, W: Write> {
+    zip: &'a mut ZipWriter<W>,
+    failed: Option<ContainerError>,
+}
+
+impl<W: Write> Write for IntoEntry<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.zip.write_data(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let io = std::io::Error::other(e.to_string());
+                self.failed = Some(e);
+                Err(io)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
