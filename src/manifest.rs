@@ -729,15 +729,27 @@ impl Trailer {
     /// nested deeper than `max_depth`); `Err` only for the reader's errors
     /// (a failed size, CRC-32 or digest check of the entry, say).
     pub fn from_reader<R: Read>(r: R, max_depth: u32) -> std::io::Result<Option<Trailer>> {
-        Trailer::from_reader_within(r, max_depth, TRAILER_IN_MEMORY)
+        Trailer::from_reader_within(r, max_depth, TRAILER_IN_MEMORY, 0)
+    }
+
+    /// [`Trailer::from_reader`] of an entry that says it holds `size`
+    /// bytes: the text's buffer is sized once (a text read whole would
+    /// otherwise be copied as its buffer doubles).
+    pub(crate) fn from_sized_reader<R: Read>(
+        r: R,
+        max_depth: u32,
+        size: u64,
+    ) -> std::io::Result<Option<Trailer>> {
+        Trailer::from_reader_within(r, max_depth, TRAILER_IN_MEMORY, size)
     }
 
     fn from_reader_within<R: Read>(
         mut r: R,
         max_depth: u32,
         in_memory: usize,
+        size: u64,
     ) -> std::io::Result<Option<Trailer>> {
-        let mut text = Vec::new();
+        let mut text = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(in_memory));
         let limit = u64::try_from(in_memory).unwrap_or(u64::MAX);
         r.by_ref()
             .take(limit.saturating_add(1))
@@ -1355,7 +1367,8 @@ mod tests {
             // The streaming path, for trailers too large to read whole,
             // at every split between what was read and what streams.
             for within in [0, 1, bytes.len() / 2, bytes.len().saturating_sub(1)] {
-                let s = Trailer::from_reader_within(bytes, 8, within).expect("no I/O error");
+                let s = Trailer::from_reader_within(bytes, 8, within, bytes.len() as u64)
+                    .expect("no I/O error");
                 assert_eq!(s, parsed, "{text} streamed past {within} bytes");
             }
             if let (Some(a), Some(b)) = (&streamed, &parsed) {

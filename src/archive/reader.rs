@@ -180,7 +180,8 @@ fn read_trailer_entry<R: Read + Seek>(
         });
     }
     let r = EntryReader::new(reader, central)?;
-    Ok(Trailer::from_reader(r, limits.max_json_depth).map_err(ContainerError::from_io)?)
+    Ok(Trailer::from_sized_reader(r, limits.max_json_depth, size)
+        .map_err(ContainerError::from_io)?)
 }
 
 /// Checks the directory against names, duplicates, limits and overlap.
