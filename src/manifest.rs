@@ -1100,13 +1100,7 @@ impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
 
 /// Lowercase hex.
 pub fn hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(D[usize::from(x >> 4)] as char);
-        s.push(D[usize::from(x & 15)] as char);
-    }
-    s
+    crate::envelope::codec::hex(b)
 }
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {

@@ -185,6 +185,22 @@ pub(crate) fn write_object(out: &mut Vec<u8>, row: &serde_json::Map<String, serd
     out.push(b'}');
 }
 
+/// Appends a compact JSON array of `items`, each written by `one`.
+pub(crate) fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut one: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        one(out, x);
+    }
+    out.push(b']');
+}
+
 fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
     use serde_json::Value;
     match v {
@@ -193,16 +209,7 @@ fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Object(m) => write_object(out, m),
-        Value::Array(a) => {
-            out.push(b'[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, x);
-            }
-            out.push(b']');
-        }
+        Value::Array(a) => write_array(out, a, write_value),
         // Numbers as serde_json formats them (itoa, ryu).
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
@@ -246,10 +253,9 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
             };
             out.extend_from_slice(&b[clean..i]);
             if esc.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(c >> 4)]);
-                out.push(HEX[usize::from(c & 0xF)]);
+                out.push(crate::envelope::codec::hex_digit(c >> 4));
+                out.push(crate::envelope::codec::hex_digit(c));
             } else {
                 out.extend_from_slice(esc);
             }

@@ -185,14 +185,7 @@ pub(crate) fn write_v2(archive_id: &str, sorted_keys: &[&str], binding: &[u8; 32
 }
 
 fn push_key_array(out: &mut Vec<u8>, keys: &[&str]) {
-    out.push(b'[');
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json_string(out, key);
-    }
-    out.push(b']');
+    crate::ndjson::write_array(out, keys, |out, key| push_json_string(out, key));
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 
 #![deny(missing_docs)]
 
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod index;
 mod js;
