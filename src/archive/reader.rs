@@ -192,7 +192,6 @@ fn read_trailer_entry<R: Read + Seek>(
 /// hashes sorted for the duplicate check become the lookup by name.
 #[cfg(test)]
 pub(crate) fn index_entries(cd: CentralDirectory, limits: &Limits) -> (Indexed, Vec<ArchiveError>) {
-    let mut bad = Vec::new();
     let CentralDirectory {
         entries,
         file_len,
@@ -200,16 +199,14 @@ pub(crate) fn index_entries(cd: CentralDirectory, limits: &Limits) -> (Indexed, 
         cd_size,
         zip64,
     } = cd;
-    let entries = entries
+    let mut entries: Vec<Entry> = entries
         .into_iter()
-        .map(|central| {
-            let name = EntryName::parse(&central.name).unwrap_or_else(|e| {
-                bad.push((central.index, e.into()));
-                EntryName::Manifest
-            });
-            Entry { name, central }
+        .map(|central| Entry {
+            name: EntryName::Manifest,
+            central,
         })
         .collect();
+    let bad = parse_names(&mut entries);
     let cd = CentralDirectory {
         entries,
         file_len,
