@@ -78,38 +78,15 @@ pub fn verify<R: Read + Seek>(reader: R, limits: Limits, depth: Depth) -> Report
 
 /// [`verify`] with a progress callback, called after each entry in deep mode.
 pub fn verify_with_progress<R: Read + Seek>(
-    mut reader: R,
+    reader: R,
     limits: Limits,
     depth: Depth,
     progress: ProgressFn<'_>,
 ) -> Report {
-    let mut report = Report {
-        depth,
-        entries: 0,
-        bytes_checked: 0,
-        problems: Vec::new(),
-    };
-    let (indexed, problems) = match read_indexed(&mut reader, &limits) {
-        Ok(x) => x,
-        Err(e) => {
-            report.problems.push((&ArchiveError::from(e)).into());
-            return report;
-        }
-    };
-    report.entries = indexed.records as u64;
-    report.problems.extend(problems.iter().map(Problem::from));
-    let (mut archive, problems) = Archive::from_parts_lenient(&mut reader, indexed, limits);
-    report.problems.extend(problems.iter().map(Problem::from));
-    if archive.trailer_ignored() {
-        report.problems.push(Problem {
-            entry: Some("manifest-stats.json".into()),
-            code: "bad_json",
-            message: "manifest-stats.json is not a JSON object (the server ignores it)".into(),
-        });
-    }
-    if depth == Depth::Fast {
+    let (mut report, archive) = fast_checks(reader, limits, depth);
+    let Some(mut archive) = archive.filter(|_| depth == Depth::Deep) else {
         return report;
-    }
+    };
     report.problems.extend(digest_coverage(&archive));
     let total = archive.entries().len() as u64;
     for i in 0..archive.entries().len() {
@@ -125,6 +102,41 @@ pub fn verify_with_progress<R: Read + Seek>(
         progress(i as u64 + 1, total, report.bytes_checked);
     }
     report
+}
+
+/// The fast checks (end records, directory, names, manifest, trailer),
+/// with the archive they opened for the deep ones; no archive when the
+/// central directory itself cannot be read.
+fn fast_checks<R: Read + Seek>(
+    mut reader: R,
+    limits: Limits,
+    depth: Depth,
+) -> (Report, Option<Archive<R>>) {
+    let mut report = Report {
+        depth,
+        entries: 0,
+        bytes_checked: 0,
+        problems: Vec::new(),
+    };
+    let (indexed, problems) = match read_indexed(&mut reader, &limits) {
+        Ok(x) => x,
+        Err(e) => {
+            report.problems.push((&ArchiveError::from(e)).into());
+            return (report, None);
+        }
+    };
+    report.entries = indexed.records as u64;
+    report.problems.extend(problems.iter().map(Problem::from));
+    let (archive, problems) = Archive::from_parts_lenient(reader, indexed, limits);
+    report.problems.extend(problems.iter().map(Problem::from));
+    if archive.trailer_ignored() {
+        report.problems.push(Problem {
+            entry: Some("manifest-stats.json".into()),
+            code: "bad_json",
+            message: "manifest-stats.json is not a JSON object (the server ignores it)".into(),
+        });
+    }
+    (report, Some(archive))
 }
 
 /// [`verify`] of a file on disk, with the deep checks spread over
@@ -163,17 +175,12 @@ pub fn verify_path(
     if depth == Depth::Fast || threads <= 1 {
         return verify_with_progress(first, limits, depth, progress);
     }
-    // Fast part (and the digest coverage check) on this thread.
-    let mut report = verify_with_progress(first, limits.clone(), Depth::Fast, &mut |_, _, _| {});
-    report.depth = Depth::Deep;
-    let mut reader = match open() {
-        Ok(f) => f,
-        Err(_) => return report,
-    };
-    let Ok((indexed, _)) = read_indexed(&mut reader, &limits) else {
+    // Fast part (and the digest coverage check) on this thread; the deep
+    // checks share the archive it opened, each thread with its own handle.
+    let (mut report, archive) = fast_checks(first, limits, Depth::Deep);
+    let Some(archive) = archive else {
         return report;
     };
-    let (archive, _) = Archive::from_parts_lenient(&mut reader, indexed, limits.clone());
     let archive = &archive;
     let entries = archive.entries();
     report.problems.extend(digest_coverage(archive));
