@@ -181,19 +181,15 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Starts `database/{table}.ndjson`.
     pub fn table(&mut self, table: &str) -> Result<TableWriter<'_, W>, ArchiveError> {
-        let name = EntryName::table(table)?;
-        self.begin(&name)?;
-        Ok(TableWriter {
-            w: self,
-            name,
-            rows: 0,
-            line: Vec::new(),
-        })
+        self.table_entry(EntryName::table(table)?)
     }
 
     /// Starts `lancedb/{table}.ndjson`.
     pub fn vector_table(&mut self, table: &str) -> Result<TableWriter<'_, W>, ArchiveError> {
-        let name = EntryName::vector_table(table)?;
+        self.table_entry(EntryName::vector_table(table)?)
+    }
+
+    fn table_entry(&mut self, name: EntryName) -> Result<TableWriter<'_, W>, ArchiveError> {
         self.begin(&name)?;
         Ok(TableWriter {
             w: self,
