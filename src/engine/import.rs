@@ -183,14 +183,8 @@ impl OwnerCache {
         table: &'static str,
         id: &Value,
     ) -> Result<Owned, EngineError> {
-        let hit = match id {
-            Value::String(s) => self.by_text.get(table).and_then(|m| m.get(s.as_str())),
-            other => self
-                .by_json
-                .get(table)
-                .and_then(|m| m.get(other.to_string().as_str())),
-        };
-        if let Some(o) = hit {
+        let (map, key) = self.slot(table, id);
+        if let Some(o) = map.get(&*key) {
             return Ok(o.clone());
         }
         let o: Owned = owner_in_sink(sink, table, id, 0)?.map(Arc::from);
@@ -207,13 +201,24 @@ impl OwnerCache {
             self.by_json.clear();
             self.len = 0;
         }
-        let (map, key) = match id {
+        let (map, key) = self.slot(table, id);
+        if map.insert(key.into(), owner).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// The map that holds `table`'s rows with ids like `id`, and `id`'s key
+    /// there: a string id is keyed by its text, any other by its JSON.
+    fn slot<'v>(
+        &mut self,
+        table: &'static str,
+        id: &'v Value,
+    ) -> (&mut HashMap<Box<str>, Owned>, std::borrow::Cow<'v, str>) {
+        let (maps, key) = match id {
             Value::String(s) => (&mut self.by_text, s.as_str().into()),
             other => (&mut self.by_json, other.to_string().into()),
         };
-        if map.entry(table).or_default().insert(key, owner).is_none() {
-            self.len += 1;
-        }
+        (maps.entry(table).or_default(), key)
     }
 }
 
