@@ -299,6 +299,11 @@ fn to_json(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// Whether `row` has exactly `keys`, in that order.
+fn same_keys(row: &RowMap, keys: &[String]) -> bool {
+    row.len() == keys.len() && row.keys().zip(keys).all(|(a, b)| a == b)
+}
+
 /// Sets `v` to the JSON form of an SQL value, as [`to_json`] makes it,
 /// reusing the string `v` holds for text.
 fn set_json(v: &mut Value, from: ValueRef<'_>) {
@@ -345,7 +350,7 @@ impl SqliteStore {
         // were, each row overwrites the values in place, reusing strings.
         let mut m = RowMap::with_capacity(names.len());
         while let Some(r) = rows.next().map_err(sql("reading rows"))? {
-            if m.len() == names.len() && m.keys().zip(&names).all(|(k, n)| k == n) {
+            if same_keys(&m, &names) {
                 for (i, v) in m.values_mut().enumerate() {
                     set_json(v, r.get_ref(i).map_err(sql("reading a value"))?);
                 }
@@ -376,9 +381,10 @@ impl SqliteStore {
         pk: &[&str],
         row: &RowMap,
     ) -> Result<InsertOutcome, StoreError> {
-        let fits = self.plans.get(table).is_some_and(|p| {
-            p.row_keys.len() == row.len() && p.row_keys.iter().zip(row.keys()).all(|(a, b)| a == b)
-        });
+        let fits = self
+            .plans
+            .get(table)
+            .is_some_and(|p| same_keys(row, &p.row_keys));
         if !fits {
             let cols = self.ensure_table(table, pk, row)?;
             // Columns the schema lacks are dropped, as the server does.
