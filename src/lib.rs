@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod ndjson;
 pub mod repack;
 pub mod secrets;
+mod spill;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;

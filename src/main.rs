@@ -383,6 +383,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             let opts = RepackOptions {
                 write: WriteOptions {
                     deterministic: *deterministic,
+                    spill_dir: spill_dir(output),
                     ..WriteOptions::default()
                 },
                 secrets,
@@ -485,6 +486,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             let opts = RepackOptions {
                 write: WriteOptions {
                     deterministic: *deterministic,
+                    spill_dir: spill_dir(output),
                     ..WriteOptions::default()
                 },
                 secrets: SecretsAction::Keep,
@@ -522,6 +524,15 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
 
 /// Writes to `path.partial` and renames into place only on success, so a
 /// failed run never leaves a half-written archive under the final name.
+/// The folder of an archive being written, where a large archive's central
+/// directory waits in a temporary file (see [`WriteOptions::spill_dir`]).
+fn spill_dir(output: &Path) -> Option<PathBuf> {
+    match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => Some(p.to_path_buf()),
+        _ => Some(PathBuf::from(".")),
+    }
+}
+
 fn write_atomically<T>(
     path: &Path,
     f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Failure>,
@@ -1136,6 +1147,7 @@ fn cmd_export(
         write: WriteOptions {
             deterministic,
             level,
+            spill_dir: spill_dir(output),
             ..WriteOptions::default()
         },
         exported_at: deterministic.then_some(0),

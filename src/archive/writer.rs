@@ -30,6 +30,12 @@ pub struct WriteOptions {
     /// `ndjsonFormatVersion`, JSON depth), so lvbak never writes an archive
     /// the server would refuse for an over-long line.
     pub limits: Limits,
+    /// A folder where a large archive's central directory may wait, in an
+    /// anonymous temporary file, until the end instead of in memory
+    /// ([`ZipWriter::set_spill_dir`]): memory then stays flat however many
+    /// entries are written. `None` (the default) keeps it in memory (about
+    /// 100 bytes an entry). The archive is the same either way.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for WriteOptions {
@@ -40,6 +46,7 @@ impl Default for WriteOptions {
             digests: true,
             threads: 0,
             limits: Limits::default(),
+            spill_dir: None,
         }
     }
 }
@@ -124,6 +131,7 @@ impl<W: Write> ArchiveWriter<W> {
             zip.set_threads(opts.threads);
         }
         zip.set_digests(opts.digests);
+        zip.set_spill_dir(opts.spill_dir.clone());
         let mut w = ArchiveWriter {
             zip,
             time: dos_datetime(t),
@@ -204,6 +212,11 @@ impl<W: Write> ArchiveWriter<W> {
         let name = EntryName::file(bucket, name)?;
         self.begin(&name)?;
         Ok(FileWriter { w: self, bucket })
+    }
+
+    /// Whether an entry of this name was written (or is being written).
+    pub fn contains(&mut self, name: &EntryName) -> Result<bool, ArchiveError> {
+        Ok(self.zip.contains(&name.to_string())?)
     }
 
     /// Writes a whole file from a reader; returns its size.

@@ -5,6 +5,7 @@
 //! Record parsing lives in [`records`] (byte slices, no I/O); this module
 //! and [`write`](mod@write) feed those parsers from `Read + Seek` and to `Write`.
 
+mod directory;
 mod read;
 pub mod records;
 pub mod write;

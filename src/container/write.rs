@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use flate2::{Compress, Compression, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
+use super::directory::{is_large, CentralRecord, Directory};
 use super::records::*;
 use super::ContainerError;
 
@@ -66,26 +67,14 @@ pub struct WrittenEntry {
     pub uncompressed_size: u64,
 }
 
-/// What the central directory needs of a finished entry (kept until
-/// [`ZipWriter::finish`]: as small as it can be, one per entry).
-struct CentralRecord {
-    name: Box<str>,
-    opts: EntryOptions,
-    flags: u16,
-    crc32: u32,
-    compressed_size: u64,
-    uncompressed_size: u64,
-    offset: u64,
-}
-
 /// The names written so far, for refusing a repeated one without a second
-/// copy of every name: a keyed 64-bit hash → the position of the first
-/// entry with that hash (its name is in its central record), and the rare
-/// names whose hash another name already holds.
+/// copy of every name: a keyed 64-bit hash → where the central record of
+/// the first entry with that hash starts in the [`Directory`] (its name is
+/// there), and the rare names whose hash another name already holds.
 #[derive(Default)]
 struct NameSet {
     keys: std::collections::hash_map::RandomState,
-    first: std::collections::HashMap<u64, u32>,
+    first: std::collections::HashMap<u64, u64>,
     collided: HashSet<Box<str>>,
     /// Tests: every name hashes alike, so that every name after the first
     /// takes the collision path.
@@ -273,7 +262,7 @@ struct Segments {
 /// A one-pass ZIP writer over any `Write`.
 pub struct ZipWriter<W: Write> {
     out: Counting<W>,
-    central: Vec<CentralRecord>,
+    directory: Directory,
     names: NameSet,
     open: Option<Open>,
     pending: Vec<u8>,
@@ -282,7 +271,6 @@ pub struct ZipWriter<W: Write> {
     threads: usize,
     digests: bool,
     poisoned: bool,
-    entries_written: u64,
 }
 
 impl<W: Write> ZipWriter<W> {
@@ -290,7 +278,7 @@ impl<W: Write> ZipWriter<W> {
     pub fn new(out: W) -> ZipWriter<W> {
         ZipWriter {
             out: Counting { inner: out, pos: 0 },
-            central: Vec::new(),
+            directory: Directory::default(),
             names: NameSet::default(),
             open: None,
             pending: Vec::new(),
@@ -301,7 +289,6 @@ impl<W: Write> ZipWriter<W> {
                 .unwrap_or(1),
             digests: false,
             poisoned: false,
-            entries_written: 0,
         }
     }
 
@@ -326,27 +313,60 @@ impl<W: Write> ZipWriter<W> {
         }
     }
 
-    /// Records `name` for the entry about to start; `false` when an entry
-    /// of that name was written (or started) before.
-    fn insert_name(&mut self, name: &str) -> bool {
+    /// The keyed hash of `name`, and whether an entry of that name was
+    /// written or started.
+    fn lookup(&mut self, name: &str) -> Result<(u64, bool), ContainerError> {
         use std::hash::BuildHasher;
         let h = self.names.keys.hash_one(name);
         #[cfg(test)]
         let h = if self.names.all_collide { 0 } else { h };
-        let next = self.central.len() as u32;
         let Some(&at) = self.names.first.get(&h) else {
-            self.names.first.insert(h, next);
-            return true;
+            return Ok((h, false));
         };
-        // (An entry is started only when none is open: the holder is finished.)
-        if self
-            .central
-            .get(at as usize)
-            .is_some_and(|rec| &*rec.name == name)
-        {
-            return false;
+        // The record at `at` is finished, or it is the open entry's, the
+        // next one the directory takes.
+        let same = match &self.open {
+            Some(o) if at == self.directory.len() => o.name == name,
+            _ => {
+                let held = self.directory.name_at(at);
+                self.check(held)? == name.as_bytes()
+            }
+        };
+        Ok((h, same || self.names.collided.contains(name)))
+    }
+
+    /// Records `name` for the entry about to start; `false` when an entry
+    /// of that name was written (or started) before.
+    fn insert_name(&mut self, name: &str) -> Result<bool, ContainerError> {
+        let (h, present) = self.lookup(name)?;
+        if present {
+            return Ok(false);
         }
-        self.names.collided.insert(name.into())
+        if self.names.first.contains_key(&h) {
+            self.names.collided.insert(name.into());
+        } else {
+            // (An entry is started only when none is open: its record is
+            // the next one the directory takes.)
+            self.names.first.insert(h, self.directory.len());
+        }
+        Ok(true)
+    }
+
+    /// Whether an entry named `name` was written (or is open).
+    pub fn contains(&mut self, name: &str) -> Result<bool, ContainerError> {
+        self.guard()?;
+        Ok(self.lookup(name)?.1)
+    }
+
+    /// Keeps the central directory of a large archive (past its first MiB
+    /// of records, about ten thousand entries) in an anonymous temporary
+    /// file in `dir` instead of in memory, so that memory stays flat
+    /// however many entries are written; the file is removed when the
+    /// writer finishes or is dropped. When it cannot be created there, the
+    /// directory stays in memory. `None` (the default) keeps it in memory.
+    /// The archive written is the same either way.
+    pub fn set_spill_dir(&mut self, dir: Option<std::path::PathBuf>) {
+        self.directory.spill_to(dir);
     }
 
     /// Bytes written so far.
@@ -356,7 +376,7 @@ impl<W: Write> ZipWriter<W> {
 
     /// Number of entries finished so far.
     pub fn entry_count(&self) -> usize {
-        self.central.len()
+        usize::try_from(self.directory.count()).unwrap_or(usize::MAX)
     }
 
     fn guard(&self) -> Result<(), ContainerError> {
@@ -382,7 +402,7 @@ impl<W: Write> ZipWriter<W> {
                 "entry names must be 1..=65535 bytes",
             ));
         }
-        if !self.insert_name(name) {
+        if !self.insert_name(name)? {
             return Err(ContainerError::DuplicateWrite {
                 entry: name.to_owned(),
             });
@@ -432,7 +452,7 @@ impl<W: Write> ZipWriter<W> {
         self.check(r)
     }
 
-    fn check(&mut self, r: io::Result<()>) -> Result<(), ContainerError> {
+    fn check<T>(&mut self, r: io::Result<T>) -> Result<T, ContainerError> {
         r.map_err(|e| {
             self.poisoned = true;
             ContainerError::Io(e)
@@ -642,8 +662,8 @@ impl<W: Write> ZipWriter<W> {
             let r = self.out.put(&d);
             self.check(r)?;
         }
-        self.central.push(CentralRecord {
-            name: open.name.into_boxed_str(),
+        let pushed = self.directory.push(&CentralRecord {
+            name: &open.name,
             opts: open.opts,
             flags: if descriptor { FLAG_DESCRIPTOR } else { 0 },
             crc32: written.crc32,
@@ -651,6 +671,7 @@ impl<W: Write> ZipWriter<W> {
             uncompressed_size: written.uncompressed_size,
             offset: open.offset,
         });
+        self.check(pushed)?;
         Ok(written)
     }
 
@@ -674,60 +695,12 @@ impl<W: Write> ZipWriter<W> {
             return Err(ContainerError::WriterState("finish while an entry is open"));
         }
         let cd_offset = self.out.pos;
-        let mut cd = Vec::with_capacity(64 * 1024);
-        for rec in std::mem::take(&mut self.central) {
-            let large = is_large(rec.compressed_size, rec.uncompressed_size)
-                || rec.offset > u64::from(u32::MAX);
-            put32(&mut cd, CENTRAL_SIG);
-            put16(&mut cd, VERSION_MADE_BY);
-            put16(
-                &mut cd,
-                if large {
-                    45
-                } else if rec.flags == 0 {
-                    10
-                } else {
-                    20
-                },
-            );
-            put16(&mut cd, rec.flags);
-            put16(&mut cd, method_code(rec.opts.method));
-            put16(&mut cd, rec.opts.dos_time.0);
-            put16(&mut cd, rec.opts.dos_time.1);
-            put32(&mut cd, rec.crc32);
-            if large {
-                put32(&mut cd, SENTINEL32);
-                put32(&mut cd, SENTINEL32);
-            } else {
-                put32(&mut cd, rec.compressed_size as u32);
-                put32(&mut cd, rec.uncompressed_size as u32);
-            }
-            put16(&mut cd, rec.name.len() as u16);
-            put16(&mut cd, if large { 28 } else { 0 });
-            put16(&mut cd, 0); // comment
-            put16(&mut cd, 0); // disk
-            put16(&mut cd, 0); // internal attributes
-            put32(&mut cd, rec.opts.external_attr);
-            put32(&mut cd, if large { SENTINEL32 } else { rec.offset as u32 });
-            cd.extend_from_slice(rec.name.as_bytes());
-            if large {
-                put16(&mut cd, 0x0001);
-                put16(&mut cd, 24);
-                put64(&mut cd, rec.uncompressed_size);
-                put64(&mut cd, rec.compressed_size);
-                put64(&mut cd, rec.offset);
-            }
-            if cd.len() >= 60 * 1024 {
-                let r = self.out.put(&cd);
-                self.check(r)?;
-                cd.clear();
-            }
-            self.entries_written += 1;
-        }
-        let r = self.out.put(&cd);
+        let entries = self.directory.count();
+        let directory = std::mem::take(&mut self.directory);
+        let out = &mut self.out;
+        let r = directory.write_to(&mut |b| out.put(b));
         self.check(r)?;
         let cd_size = self.out.pos - cd_offset;
-        let entries = self.entries_written;
         let zip64_offset = self.out.pos;
         let mut end = Vec::with_capacity(ZIP64_EOCD_LEN + LOCATOR_LEN + EOCD_LEN);
         put32(&mut end, ZIP64_EOCD_SIG);
@@ -760,10 +733,6 @@ impl<W: Write> ZipWriter<W> {
     }
 }
 
-fn is_large(compressed: u64, uncompressed: u64) -> bool {
-    compressed > u64::from(u32::MAX) || uncompressed > u64::from(u32::MAX)
-}
-
 fn method_code(m: Method) -> u16 {
     match m {
         Method::Stored => METHOD_STORED,
@@ -774,6 +743,7 @@ fn method_code(m: Method) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spill::CHUNK as DIRECTORY_CHUNK;
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
         // Text-like and varied, so segments differ.
@@ -809,7 +779,12 @@ mod tests {
                 );
             }
             // A refused name leaves the writer usable.
-            z.add_entry("d", stored, b"d").unwrap();
+            z.start_entry("d", stored).unwrap();
+            assert!(z.contains("d").unwrap() && z.contains("a").unwrap());
+            assert!(!z.contains("e").unwrap());
+            z.write_data(b"d").unwrap();
+            z.finish_entry().unwrap();
+            assert!(z.contains("d").unwrap() && !z.contains("e").unwrap());
             let (bytes, _) = z.finish().unwrap();
             let cd = crate::container::CentralDirectory::read(
                 &mut std::io::Cursor::new(&bytes),
@@ -819,6 +794,77 @@ mod tests {
             let names: Vec<&str> = cd.entries.iter().map(|e| e.name.as_str()).collect();
             assert_eq!(names, ["a", "b", "c", "d"], "{all_collide}");
         }
+    }
+
+    #[test]
+    fn a_large_directory_is_the_same_in_memory_or_in_its_temporary_file() {
+        // About three chunks of records: names from the first, a middle and
+        // the last chunk are written again and must be refused, whether the
+        // name is read back from memory or from the temporary file.
+        let n = 25_000usize;
+        let name = |i: usize| format!("files/images/{i:08}-0000-4000-8000-{i:012}.png");
+        let stored = opts(Method::Stored);
+        let mut outputs = Vec::new();
+        for spill in [false, true] {
+            for all_collide in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut z = ZipWriter::new(Vec::new());
+                z.names.all_collide = all_collide;
+                z.set_spill_dir(spill.then(|| dir.path().to_path_buf()));
+                for i in 0..n {
+                    z.add_entry(&name(i), stored, &[i as u8]).unwrap();
+                }
+                assert_eq!(z.directory.spilled(), spill);
+                assert!(z.directory.len() > 2 * DIRECTORY_CHUNK as u64);
+                assert!(!z.contains("files/images/absent.png").unwrap());
+                for i in [0, 5, n / 2, n - 2, n - 1] {
+                    assert!(z.contains(&name(i)).unwrap(), "{i}");
+                    let e = z.add_entry(&name(i), stored, b"again").unwrap_err();
+                    assert!(
+                        matches!(&e, ContainerError::DuplicateWrite { entry } if *entry == name(i)),
+                        "{i} (spill {spill}, collide {all_collide}): {e}"
+                    );
+                }
+                z.add_entry("last", stored, b"x").unwrap();
+                // The temporary file has no name left in the folder.
+                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+                let (bytes, _) = z.finish().unwrap();
+                let cd = crate::container::CentralDirectory::read(
+                    &mut std::io::Cursor::new(&bytes),
+                    &crate::limits::Limits::default(),
+                )
+                .unwrap();
+                assert_eq!(cd.entries.len(), n + 1);
+                assert!(cd.entries[..n]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| e.name == name(i)));
+                outputs.push(bytes);
+            }
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn a_directory_whose_folder_is_missing_stays_in_memory() {
+        let mut z = ZipWriter::new(Vec::new());
+        z.set_spill_dir(Some("/nonexistent/lvbak-test".into()));
+        for i in 0..20_000 {
+            z.add_entry(
+                &format!("files/images/{i:060}.png"),
+                opts(Method::Stored),
+                b"x",
+            )
+            .unwrap();
+        }
+        assert!(!z.directory.spilled());
+        let (bytes, _) = z.finish().unwrap();
+        let cd = crate::container::CentralDirectory::read(
+            &mut std::io::Cursor::new(&bytes),
+            &crate::limits::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(cd.entries.len(), 20_000);
     }
 
     #[test]

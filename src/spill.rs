@@ -1,0 +1,208 @@
+//! An append-only log of byte records that grows with an archive's entries
+//! (the central directory being written, the files an export still has to
+//! copy) without growing memory: records are kept in chunks of whole
+//! records, in memory, or, once a folder is given and the first chunk is
+//! full, in an anonymous temporary file there.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes of records a chunk holds before the next one starts (a larger
+/// record gets a chunk of its own).
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// The temporary file full chunks go to. Its name is removed as soon as it
+/// is created where the system allows it (the open file lives on), else
+/// when it is dropped.
+struct SpillFile {
+    file: File,
+    /// Still to remove on drop (the removal at creation failed).
+    path: Option<PathBuf>,
+    /// Length of each chunk written, in order.
+    chunks: Vec<u64>,
+}
+
+impl SpillFile {
+    fn create(dir: &Path) -> io::Result<SpillFile> {
+        let path = dir.join(format!(".lvbak-spill-{}.tmp", uuid::Uuid::new_v4()));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let path = std::fs::remove_file(&path).err().map(|_| path);
+        Ok(SpillFile {
+            file,
+            path,
+            chunks: Vec::new(),
+        })
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Records appended in order, each whole within one chunk.
+#[derive(Default)]
+pub(crate) struct SpillLog {
+    /// Full chunks kept in memory, with the offset each starts at.
+    chunks: Vec<(u64, Vec<u8>)>,
+    /// The chunk being filled; it starts at `before`.
+    current: Vec<u8>,
+    before: u64,
+    /// Where full chunks go when it is set.
+    dir: Option<PathBuf>,
+    file: Option<SpillFile>,
+}
+
+impl SpillLog {
+    /// From the next full chunk on, keep chunks in an anonymous temporary
+    /// file in `dir` (created when a chunk is first full); `None` keeps
+    /// them in memory. When the file cannot be created, chunks stay in
+    /// memory.
+    pub fn spill_to(&mut self, dir: Option<PathBuf>) {
+        self.dir = dir;
+    }
+
+    /// Whether chunks went to a temporary file.
+    #[cfg(test)]
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Total bytes appended: the offset the next record starts at.
+    pub fn len(&self) -> u64 {
+        self.before + self.current.len() as u64
+    }
+
+    /// Appends one record of at most `max_len` bytes, written by `write`
+    /// at the end of the buffer it is given.
+    pub fn append_with(
+        &mut self,
+        max_len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
+        if !self.current.is_empty() && self.current.len() + max_len > CHUNK {
+            self.flush_chunk()?;
+        }
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(CHUNK.max(max_len));
+        }
+        write(&mut self.current);
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = &self.dir {
+                self.file = SpillFile::create(dir).ok();
+            }
+        }
+        let full = std::mem::take(&mut self.current);
+        let start = self.before;
+        self.before += full.len() as u64;
+        match &mut self.file {
+            Some(s) => {
+                s.file.seek(SeekFrom::End(0))?;
+                s.file.write_all(&full)?;
+                s.chunks.push(full.len() as u64);
+                // The buffer is reused for the next chunk.
+                self.current = full;
+                self.current.clear();
+            }
+            None => self.chunks.push((start, full)),
+        }
+        Ok(())
+    }
+
+    /// `len` bytes of the record that starts at `offset` (the value
+    /// [`SpillLog::len`] had before it was appended), from its start.
+    pub fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "no record there");
+        let slice = |chunk: &[u8], at: u64| {
+            let at = usize::try_from(at).ok()?;
+            chunk.get(at..at.checked_add(len)?).map(<[u8]>::to_vec)
+        };
+        if offset >= self.before {
+            return slice(&self.current, offset - self.before).ok_or_else(bad);
+        }
+        if let Some(s) = &mut self.file {
+            let mut out = vec![0u8; len];
+            s.file.seek(SeekFrom::Start(offset))?;
+            s.file.read_exact(&mut out)?;
+            return Ok(out);
+        }
+        let i = self.chunks.partition_point(|(start, _)| *start <= offset);
+        let (start, chunk) = self.chunks.get(i.wrapping_sub(1)).ok_or_else(bad)?;
+        slice(chunk, offset - start).ok_or_else(bad)
+    }
+
+    /// Hands every chunk to `f`, in order; each holds whole records.
+    pub fn for_each_chunk(mut self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        for (_, chunk) in std::mem::take(&mut self.chunks) {
+            f(&chunk)?;
+        }
+        if let Some(s) = &mut self.file {
+            s.file.seek(SeekFrom::Start(0))?;
+            let mut buf = Vec::new();
+            for &n in &s.chunks {
+                buf.resize(usize::try_from(n).map_err(io::Error::other)?, 0);
+                s.file.read_exact(&mut buf)?;
+                f(&buf)?;
+            }
+        }
+        f(&self.current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> Vec<u8> {
+        // Varied lengths, a few larger than a chunk.
+        let len = if i % 997 == 0 { CHUNK + 3 } else { i % 300 };
+        let mut r = (i as u32).to_le_bytes().to_vec();
+        r.extend((0..len).map(|j| (i + j) as u8));
+        r
+    }
+
+    #[test]
+    fn records_come_back_whole_and_in_order_from_memory_or_the_file() {
+        for spill in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = SpillLog::default();
+            log.spill_to(spill.then(|| dir.path().to_path_buf()));
+            let n = 12_000;
+            let mut offsets = Vec::new();
+            for i in 0..n {
+                let r = record(i);
+                offsets.push(log.len());
+                log.append_with(r.len(), |b| b.extend_from_slice(&r))
+                    .unwrap();
+            }
+            assert_eq!(log.spilled(), spill);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            for i in [0, 1, 996, 997, 998, 5000, n - 1] {
+                let r = record(i);
+                assert_eq!(log.read_at(offsets[i], r.len()).unwrap(), r, "{i} {spill}");
+            }
+            // Past the end of what was written: an error, not a panic.
+            assert!(log.read_at(offsets[n - 1], CHUNK * 3).is_err());
+            let mut got = Vec::new();
+            log.for_each_chunk(&mut |c| {
+                got.extend_from_slice(c);
+                Ok(())
+            })
+            .unwrap();
+            let want: Vec<u8> = (0..n).flat_map(record).collect();
+            assert!(got == want, "{spill}");
+        }
+    }
+}
