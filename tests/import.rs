@@ -806,3 +806,112 @@ fn an_embedding_mismatch_marks_chunks_for_revectorisation() {
         "{entries:?}"
     );
 }
+
+mod file_references {
+    use super::*;
+
+    /// An account whose rows reference thousands of files (enough for the
+    /// list of files to copy to outgrow its first chunk), some twice, some
+    /// missing, one with a name no archive may hold.
+    fn account() -> (MemoryStore, usize) {
+        let mut s = MemoryStore::new("u-1");
+        let n = 12_000;
+        for i in 0..n {
+            let id = format!("{i:08x}-0000-4000-8000-000000000000");
+            s.put(
+                "images",
+                json!({"id": id, "user_id": "u-1", "filename": format!("{id}.png")}),
+            );
+            s.data
+                .files
+                .insert(format!("images/{id}.png"), vec![i as u8]);
+            if i % 2 == 0 {
+                for size in ["sm", "lg"] {
+                    s.data
+                        .files
+                        .insert(format!("images/{id}_thumb_{size}_v2.webp"), vec![1]);
+                }
+            }
+        }
+        // A second image row pointing at image 0's file: its file is not
+        // copied again; its own thumbnails are missing.
+        s.put(
+            "images",
+            json!({"id": "ffffffff-0000-4000-8000-000000000000", "user_id": "u-1",
+                   "filename": "00000000-0000-4000-8000-000000000000.png"}),
+        );
+        // Two characters share an avatar that is present, two share one
+        // that is missing.
+        for (id, avatar) in [
+            ("c1", "shared.png"),
+            ("c2", "shared.png"),
+            ("c3", "gone.png"),
+            ("c4", "gone.png"),
+        ] {
+            s.put(
+                "characters",
+                json!({"id": id, "user_id": "u-1", "name": id, "avatar_path": avatar}),
+            );
+        }
+        s.data
+            .files
+            .insert("avatars/shared.png".into(), b"a".to_vec());
+        // Twice a theme asset whose name no archive may hold.
+        for id in ["t1", "t2"] {
+            s.put(
+                "theme_assets",
+                json!({"id": id, "user_id": "u-1", "bundle_id": "..", "file_name": "x.css",
+                       "storage_type": "file"}),
+            );
+        }
+        (s, n)
+    }
+
+    #[test]
+    fn each_file_is_copied_once_and_each_missing_one_listed_once() {
+        let mut archives = Vec::new();
+        for spill in [false, true] {
+            let (mut s, n) = account();
+            let dir = tempfile::tempdir().unwrap();
+            let opts = ExportOptions {
+                archive_id: Some("66666666-6666-4666-8666-666666666666".into()),
+                exported_at: Some(1),
+                write: WriteOptions {
+                    deterministic: true,
+                    spill_dir: spill.then(|| dir.path().to_path_buf()),
+                    ..WriteOptions::default()
+                },
+                ..ExportOptions::default()
+            };
+            let (bytes, res) =
+                export(&mut s, Vec::new(), &opts, &mut |_| {}, &CancelToken::new()).unwrap();
+            // Nothing is left in the folder.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            let a = Archive::open(Cursor::new(&bytes), Limits::default()).unwrap();
+            let files: Vec<String> = a
+                .entries()
+                .iter()
+                .map(|e| e.name.to_string())
+                .filter(|n| n.starts_with("files/"))
+                .collect();
+            // Every image, the even ones' thumbnails, the shared avatar.
+            assert_eq!(files.len(), n + n + 1, "spill {spill}");
+            assert!(files.contains(&"files/avatars/shared.png".to_string()));
+            let listed: BTreeSet<&String> = res.missing_files.iter().collect();
+            assert_eq!(listed.len(), res.missing_files.len(), "listed twice");
+            assert_eq!(
+                res.missing_files.len(),
+                n + 2 + 1 + 1,
+                "{:?}",
+                &res.missing_files[..4]
+            );
+            assert!(res.missing_files.contains(&"avatars/gone.png".to_string()));
+            assert!(res
+                .missing_files
+                .iter()
+                .any(|m| m.ends_with("(name not allowed in an archive)")));
+            archives.push(bytes);
+        }
+        assert!(archives[0] == archives[1]);
+    }
+}

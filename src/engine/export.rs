@@ -1,16 +1,18 @@
 //! Export: a [`Source`] into an archive through the [`ArchiveWriter`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 
 use serde_json::Value;
 
 use super::{store, CancelToken, EngineError, Progress, ProgressFn};
-use crate::archive::{ArchiveWriter, Summary, WriteOptions};
+use crate::archive::{ArchiveError, ArchiveWriter, Summary, WriteOptions};
+use crate::container::ContainerError;
 use crate::domain::{self, DomainId};
 use crate::entry_name::{Bucket, EntryName};
 use crate::envelope::{EnvelopeVersion, Ticket};
 use crate::manifest::Manifest;
+use crate::spill::SpillLog;
 use crate::store::{RowMap, Source, StorePath};
 
 /// What to export.
@@ -59,29 +61,88 @@ fn basename(s: &str) -> &str {
     s.rsplit(['/', '\\']).next().unwrap_or(s)
 }
 
-/// A file a row references. Tens of thousands of them wait until the rows
-/// are written, so each is kept small: the store path is derived from
-/// bucket, user and name again when needed, except where the row gave it.
-struct FileRef {
+/// The files rows reference, in the order met, until the rows are
+/// written. Tens of thousands of them wait, so they are records in a
+/// [`SpillLog`] (in the writer's spill folder when it has one), not
+/// allocations: the bucket's position in [`Bucket::ALL`] (1 byte), the
+/// name's length (4 bytes, little-endian) and the name, then the length and
+/// text of the name the store path is made from when it is not the entry
+/// name (databank documents: the row's `file_path`; 0 otherwise).
+struct FileRefs {
+    log: SpillLog,
+}
+
+/// One decoded [`FileRefs`] record.
+struct FileRef<'a> {
     bucket: Bucket,
-    name: Box<str>,
-    path: RefPath,
+    name: &'a str,
+    /// What [`StorePath::for_entry`] takes for the store path.
+    path_name: &'a str,
 }
 
-enum RefPath {
-    /// `StorePath::for_entry(bucket, user, name)`.
-    Derived,
-    /// From the row (databank documents); `None` when unsafe.
-    Given(Option<StorePath>),
-}
-
-impl FileRef {
-    fn path(&self, user: &str) -> Option<StorePath> {
-        match &self.path {
-            RefPath::Derived => StorePath::for_entry(self.bucket, user, &self.name),
-            RefPath::Given(p) => p.clone(),
-        }
+impl FileRefs {
+    fn new(spill_dir: Option<std::path::PathBuf>) -> FileRefs {
+        let mut log = SpillLog::default();
+        log.spill_to(spill_dir);
+        FileRefs { log }
     }
+
+    fn push(&mut self, bucket: Bucket, name: &str, path_name: &str) -> std::io::Result<()> {
+        let path_name = if path_name == name { "" } else { path_name };
+        let (Ok(n), Ok(p)) = (u32::try_from(name.len()), u32::try_from(path_name.len())) else {
+            return Err(std::io::Error::other("a file name of 4 GiB or more"));
+        };
+        let b = Bucket::ALL.iter().position(|x| *x == bucket).unwrap_or(0) as u8;
+        self.log
+            .append_with(9 + name.len() + path_name.len(), |out| {
+                out.push(b);
+                out.extend_from_slice(&n.to_le_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(&p.to_le_bytes());
+                out.extend_from_slice(path_name.as_bytes());
+            })
+    }
+
+    /// Decodes the records of one chunk, in order.
+    fn each_in(
+        chunk: &[u8],
+        f: &mut dyn FnMut(FileRef<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let bad = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a damaged file list record",
+            )
+        };
+        let mut at = 0;
+        while at < chunk.len() {
+            let b = chunk.get(at).copied().ok_or_else(bad)?;
+            let bucket = *Bucket::ALL.get(usize::from(b)).ok_or_else(bad)?;
+            at += 1;
+            let name = str_at(chunk, &mut at).ok_or_else(bad)?;
+            let path_name = str_at(chunk, &mut at).ok_or_else(bad)?;
+            f(FileRef {
+                bucket,
+                name,
+                path_name: if path_name.is_empty() {
+                    name
+                } else {
+                    path_name
+                },
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The length-prefixed text at `*at`, moving past it.
+fn str_at<'a>(b: &'a [u8], at: &mut usize) -> Option<&'a str> {
+    let len: [u8; 4] = b.get(*at..at.checked_add(4)?)?.try_into().ok()?;
+    let start = *at + 4;
+    let end = start.checked_add(u32::from_le_bytes(len) as usize)?;
+    let t = std::str::from_utf8(b.get(start..end)?).ok()?;
+    *at = end;
+    Some(t)
 }
 
 fn str_of<'a>(row: &'a RowMap, k: &str) -> Option<&'a str> {
@@ -89,70 +150,43 @@ fn str_of<'a>(row: &'a RowMap, k: &str) -> Option<&'a str> {
 }
 
 /// File references a row carries (FORMAT.md §8, §13.3).
-fn file_refs(table: &str, row: &RowMap, user: &str, out: &mut Vec<FileRef>) {
-    let mut push = |bucket: Bucket, name: String, path: Option<StorePath>| {
-        let derived = StorePath::for_entry(bucket, user, &name);
-        let path = if path == derived {
-            RefPath::Derived
-        } else {
-            RefPath::Given(path)
-        };
-        out.push(FileRef {
-            bucket,
-            name: name.into_boxed_str(),
-            path,
-        })
-    };
+fn file_refs(table: &str, row: &RowMap, out: &mut FileRefs) -> std::io::Result<()> {
     match table {
         "images" => {
             if let Some(f) = str_of(row, "filename") {
-                let b = basename(f).to_owned();
-                push(
-                    Bucket::Images,
-                    b.clone(),
-                    StorePath::for_entry(Bucket::Images, user, &b),
-                );
+                let b = basename(f);
+                out.push(Bucket::Images, b, b)?;
             }
             if let Some(id) = str_of(row, "id") {
                 for size in ["sm", "lg"] {
                     let n = format!("{id}_thumb_{size}_v2.webp");
-                    push(
-                        Bucket::Thumbnails,
-                        n.clone(),
-                        StorePath::for_entry(Bucket::Thumbnails, user, &n),
-                    );
+                    out.push(Bucket::Thumbnails, &n, &n)?;
                 }
             }
         }
         "personas" | "characters" => {
             if let Some(a) = str_of(row, "avatar_path") {
-                let b = basename(a).to_owned();
-                push(
-                    Bucket::Avatars,
-                    b.clone(),
-                    StorePath::for_entry(Bucket::Avatars, user, &b),
-                );
+                let b = basename(a);
+                out.push(Bucket::Avatars, b, b)?;
             }
         }
         "theme_assets" if str_of(row, "storage_type") == Some("file") => {
             if let (Some(bundle), Some(file)) = (str_of(row, "bundle_id"), str_of(row, "file_name"))
             {
                 let n = format!("{bundle}/{file}");
-                push(
-                    Bucket::ThemeAssets,
-                    n.clone(),
-                    StorePath::for_entry(Bucket::ThemeAssets, user, &n),
-                );
+                out.push(Bucket::ThemeAssets, &n, &n)?;
             }
         }
         "databank_documents" => {
             if let (Some(id), Some(fp)) = (str_of(row, "id"), str_of(row, "file_path")) {
                 let n = format!("{id}__{}", fp.replace(['/', '\\'], "_"));
-                push(Bucket::Databank, n, StorePath::databank(user, fp));
+                // The store path is StorePath::databank(user, fp).
+                out.push(Bucket::Databank, &n, fp)?;
             }
         }
         _ => {}
     }
+    Ok(())
 }
 
 /// Applies the export codec of a table to a row: `false` drops the row.
@@ -245,7 +279,7 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
         phase: "tables",
         ..Progress::default()
     };
-    let mut refs: Vec<FileRef> = Vec::new();
+    let mut refs = FileRefs::new(opts.write.spill_dir.clone());
     for spec in domain::TABLES {
         if !selected.contains(&spec.domain) {
             continue;
@@ -265,7 +299,12 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             if !export_row(spec.name, row) {
                 return Ok(());
             }
-            file_refs(spec.name, row, &user, &mut refs);
+            if let Err(e) = file_refs(spec.name, row, &mut refs) {
+                failure = Some(ArchiveError::from(ContainerError::Io(e)).into());
+                return Err(crate::store::StoreError::new(
+                    "stopped: the list of files to copy failed",
+                ));
+            }
             if let Err(e) = tw.write_object(row) {
                 failure = Some(e.into());
                 return Err(crate::store::StoreError::new(
@@ -307,51 +346,57 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             }
         }
     }
-    // First reference wins: later ones to the same file are skipped
-    // (found by sorting positions, without a set of copied names).
-    let mut order: Vec<usize> = (0..refs.len()).collect();
-    order.sort_by(|&a, &b| {
-        (refs[a].bucket, &refs[a].name)
-            .cmp(&(refs[b].bucket, &refs[b].name))
-            .then(a.cmp(&b))
-    });
-    let mut repeated = vec![false; refs.len()];
-    for w in order.windows(2) {
-        if let [a, b] = *w {
-            if refs[a].bucket == refs[b].bucket && refs[a].name == refs[b].name {
-                repeated[b] = true;
-            }
-        }
-    }
-    drop(order);
+    // First reference wins: a later one to a file already written (the
+    // writer knows its entries) or already found missing is skipped.
     let mut missing = Vec::new();
-    for (r, repeated) in refs.into_iter().zip(repeated) {
-        if repeated
-            || !domain::bucket_domains(r.bucket)
-                .iter()
-                .any(|d| selected.contains(d))
+    let mut failed: HashSet<(Bucket, Box<str>)> = HashSet::new();
+    let mut failure: Option<EngineError> = None;
+    let mut each = |r: FileRef<'_>| -> Result<(), EngineError> {
+        if !domain::bucket_domains(r.bucket)
+            .iter()
+            .any(|d| selected.contains(d))
+            || failed.contains(&(r.bucket, r.name.into()))
         {
-            continue;
+            return Ok(());
         }
         cancel.check()?;
-        let path = r.path(&user);
+        let path = StorePath::for_entry(r.bucket, &user, r.path_name);
         let shown = path
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_else(|| format!("{}/{}", r.bucket, r.name));
-        if EntryName::file(r.bucket, &r.name).is_err() {
+        let Ok(entry) = EntryName::file(r.bucket, r.name) else {
             missing.push(format!("{shown} (name not allowed in an archive)"));
-            continue;
+            failed.insert((r.bucket, r.name.into()));
+            return Ok(());
+        };
+        if w.contains(&entry)? {
+            return Ok(());
         }
         let Some(path) = path else {
             missing.push(format!("{shown} (unsafe path)"));
-            continue;
+            failed.insert((r.bucket, r.name.into()));
+            return Ok(());
         };
-        if !copy_file(source, &mut w, r.bucket, &r.name, &path, &mut p)? {
+        if !copy_file(source, &mut w, r.bucket, r.name, &path, &mut p)? {
             missing.push(shown);
+            failed.insert((r.bucket, r.name.into()));
         }
         progress(&p);
+        Ok(())
+    };
+    let listed = refs.log.for_each_chunk(&mut |chunk| {
+        FileRefs::each_in(chunk, &mut |r| {
+            each(r).map_err(|e| {
+                failure = Some(e);
+                std::io::Error::other("stopped")
+            })
+        })
+    });
+    if let Some(f) = failure {
+        return Err(f);
     }
+    listed.map_err(|e| EngineError::from(ArchiveError::from(ContainerError::Io(e))))?;
     for m in &missing {
         w.add_missing_file(m.clone());
     }
