@@ -16,6 +16,14 @@ use serde_json::json;
 /// The user the workload belongs to.
 pub const USER: &str = "bench-user";
 
+/// The generator's seed.
+const SEED: u64 = 0x5eed_1234_abcd_0001;
+
+/// A UUID-shaped id, like the server's: kind and number.
+fn uid(kind: u32, n: usize) -> String {
+    format!("{kind:08x}-0000-4000-8000-{n:012x}")
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -41,6 +49,54 @@ const WORDS: [&str; 32] = [
     "beneath", "velvet", "stone",
 ];
 
+/// About 1 KB of prose, as every message carries.
+fn prose(rng: &mut Rng, content: &mut String) {
+    content.clear();
+    while content.len() < 1000 {
+        content.push_str(WORDS[(rng.next() % 32) as usize]);
+        content.push(' ');
+    }
+}
+
+/// Message `m` of chat `c` (id `chat`), as the generator stores it.
+fn message(
+    chat: &str,
+    c: usize,
+    m: usize,
+    t0: i64,
+    content: &str,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let at = t0 + m as i64;
+    // One swipe, as the server stores a message without alternatives:
+    // `swipes` holds the content once more.
+    let swipes = serde_json::to_string(&[content])?;
+    Ok(
+        json!({"id": uid(9, c * 1000 + m), "chat_id": chat, "index_in_chat": m, "is_user": m % 2, "name": "Archivist", "content": content, "send_date": at, "swipe_id": 0, "swipes": swipes, "extra": "{}", "parent_message_id": if m == 0 { serde_json::Value::Null } else { uid(9, c * 1000 + m - 1).into() }, "branch_id": null, "created_at": at, "swipe_dates": format!("[{at}]")}),
+    )
+}
+
+/// At least `len` bytes of the messages table's NDJSON (whole lines), the
+/// messages the generator makes, in its order.
+pub fn messages_ndjson(len: usize) -> Vec<u8> {
+    let mut rng = Rng(SEED);
+    let mut content = String::with_capacity(1200);
+    let mut out = Vec::with_capacity(len + 4096);
+    let t0: i64 = 1_767_225_600;
+    'chats: for c in 0.. {
+        let chat = uid(8, c);
+        for m in 0..1000 {
+            prose(&mut rng, &mut content);
+            let row = message(&chat, c, m, t0, &content).unwrap_or_default();
+            serde_json::to_writer(&mut out, &row).unwrap_or_default();
+            out.push(b'\n');
+            if out.len() >= len {
+                break 'chats;
+            }
+        }
+    }
+    out
+}
+
 fn ensure_parent(p: PathBuf) -> std::io::Result<PathBuf> {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)?;
@@ -60,7 +116,7 @@ pub fn generate(dir: &Path, permille: usize) -> Result<PathBuf, Box<dyn std::err
     let mut st = lvbak::sqlite::SqliteStore::open(&db, dir, user)?;
     // Laid out like the server's database: SQLite's default 4 KiB pages.
     st.set_new_database_page_size(None);
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng(SEED);
     st.begin()?;
     let t = |n: &str| lvbak::domain::table(n).ok_or("no table");
     let ins = |st: &mut lvbak::sqlite::SqliteStore,
@@ -74,7 +130,6 @@ pub fn generate(dir: &Path, permille: usize) -> Result<PathBuf, Box<dyn std::err
     // these tables (column sets as in the server-made fixtures), so that the
     // server itself imports the workload (it skips a row missing a NOT NULL
     // column). Ids are UUID-shaped like the server's.
-    let uid = |kind: u32, n: usize| format!("{kind:08x}-0000-4000-8000-{n:012x}");
     let t0: i64 = 1_767_225_600;
     st.put_setting("theme", r#"{"mode":"dark"}"#, 1)?;
     let (preset, conn, wb, persona) = (uid(1, 1), uid(2, 1), uid(3, 1), uid(4, 1));
@@ -126,20 +181,8 @@ pub fn generate(dir: &Path, permille: usize) -> Result<PathBuf, Box<dyn std::err
             json!({"id": chat, "character_id": uid(7, c % characters), "name": format!("Chat {c}"), "metadata": "{}", "created_at": t0, "updated_at": t0 + 1000, "user_id": user}),
         )?;
         for m in 0..1000 {
-            content.clear();
-            while content.len() < 1000 {
-                content.push_str(WORDS[(rng.next() % 32) as usize]);
-                content.push(' ');
-            }
-            let at = t0 + m as i64;
-            // One swipe, as the server stores a message without
-            // alternatives: `swipes` holds the content once more.
-            let swipes = serde_json::to_string(&[&content])?;
-            ins(
-                &mut st,
-                "messages",
-                json!({"id": uid(9, c * 1000 + m), "chat_id": chat, "index_in_chat": m, "is_user": m % 2, "name": "Archivist", "content": content, "send_date": at, "swipe_id": 0, "swipes": swipes, "extra": "{}", "parent_message_id": if m == 0 { serde_json::Value::Null } else { uid(9, c * 1000 + m - 1).into() }, "branch_id": null, "created_at": at, "swipe_dates": format!("[{at}]")}),
-            )?;
+            prose(&mut rng, &mut content);
+            ins(&mut st, "messages", message(&chat, c, m, t0, &content)?)?;
         }
     }
     for i in 0..(2000 * permille / 1000).max(1) {
