@@ -516,6 +516,297 @@ impl Parser<'_> {
     }
 }
 
+/// Parses one NDJSON line into `row`, exactly as
+/// `serde_json::from_str::<Map<String, Value>>` would, reusing `row`'s
+/// allocations when the line has the same keys in the same order as the
+/// row it overwrites (the rows of a table usually do): each string value
+/// is copied into the string already there instead of a fresh key and
+/// value being allocated. Any other line (other keys, escaped keys, `\u`
+/// escapes, nested values, anything unusual) is parsed by serde_json.
+pub(crate) fn parse_row_into(
+    line: &str,
+    row: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), serde_json::Error> {
+    if row.is_empty() || overwrite_same_shape(line, row).is_none() {
+        *row = serde_json::from_str(line)?;
+    }
+    Ok(())
+}
+
+/// The in-place path of [`parse_row_into`]: `None` as soon as the line
+/// is not a flat object with `row`'s keys in order and scalar values it
+/// can take exactly (`row` may then be partly overwritten).
+fn overwrite_same_shape(
+    line: &str,
+    row: &mut serde_json::Map<String, serde_json::Value>,
+) -> Option<()> {
+    use serde_json::Value;
+    let b = line.as_bytes();
+    let ws = |i: &mut usize| {
+        while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+    };
+    // The end of the string whose opening quote is at `start`, and whether
+    // it holds a backslash; `None` for a raw control character (invalid,
+    // left to serde_json to report).
+    let string_end = |start: usize| -> Option<(usize, bool)> {
+        let mut i = start + 1;
+        let mut escaped = false;
+        loop {
+            i = skip_plain_words(b, i);
+            match *b.get(i)? {
+                b'"' => return Some((i, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
+                c if c < 0x20 => return None,
+                _ => i += 1,
+            }
+        }
+    };
+    let mut i = 0;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut slots = row.iter_mut();
+    let mut first = true;
+    loop {
+        ws(&mut i);
+        if b.get(i) == Some(&b'}') && first {
+            return None; // `{}`: nothing to reuse
+        }
+        if !first {
+            match b.get(i)? {
+                b',' => i += 1,
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+            ws(&mut i);
+        }
+        first = false;
+        // The key: plain (no escape) and the next key of the row.
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string_end(i)?;
+        let (key, value) = slots.next()?;
+        if escaped || line.get(i + 1..end)? != key {
+            return None;
+        }
+        i = end + 1;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        match *b.get(i)? {
+            b'"' => {
+                let (end, escaped) = string_end(i)?;
+                let raw = line.get(i + 1..end)?;
+                // A string is reused unless it is much larger than what it
+                // takes now (one long row must not pin its size in a slot).
+                let fits = |s: &String| s.capacity() <= (raw.len() * 2).max(16 * 1024);
+                if !matches!(value, Value::String(s) if fits(s)) {
+                    *value = Value::String(String::with_capacity(raw.len()));
+                }
+                let Value::String(s) = value else {
+                    return None;
+                };
+                s.clear();
+                // Exactly: a slot grows to the longest string it took, not
+                // to the next power of two.
+                s.reserve_exact(raw.len());
+                if escaped {
+                    unescape_simple(raw, s)?;
+                } else {
+                    s.push_str(raw);
+                }
+                i = end + 1;
+            }
+            b't' | b'f' | b'n' => {
+                let (text, v) = [
+                    ("true", Value::Bool(true)),
+                    ("false", Value::Bool(false)),
+                    ("null", Value::Null),
+                ]
+                .into_iter()
+                .find(|(t, _)| b[i..].starts_with(t.as_bytes()))?;
+                *value = v;
+                i += text.len();
+            }
+            b'-' | b'0'..=b'9' => {
+                let len = b[i..]
+                    .iter()
+                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
+                let n: serde_json::Number = serde_json::from_str(line.get(i..i + len)?).ok()?;
+                *value = Value::Number(n);
+                i += len;
+            }
+            _ => return None, // nested value or invalid: serde_json decides
+        }
+    }
+    ws(&mut i);
+    (i == b.len() && slots.next().is_none()).then_some(())
+}
+
+/// Appends the JSON string body `raw` with its escapes resolved; `None`
+/// for a `\u` escape (left to serde_json, which also checks surrogates)
+/// or an invalid one.
+fn unescape_simple(raw: &str, out: &mut String) -> Option<()> {
+    let mut rest = raw;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let c = match rest.as_bytes().get(at + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        };
+        out.push(c);
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
+    Some(())
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::parse_row_into;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    /// Parses `lines` one after another into one reused row and checks
+    /// each result against serde_json's parse of the line alone: the same
+    /// keys, values and order, or an error both times.
+    fn same_as_serde(lines: &[String]) {
+        let mut row = Map::new();
+        for line in lines {
+            let want = serde_json::from_str::<Map<String, Value>>(line);
+            let got = parse_row_into(line, &mut row);
+            match (want, got) {
+                (Ok(w), Ok(())) => {
+                    let w: Vec<_> = w.iter().collect();
+                    let g: Vec<_> = row.iter().collect();
+                    assert_eq!(g, w, "{line}");
+                }
+                (Err(_), Err(_)) => row = Map::new(),
+                (w, g) => panic!("{line}: serde_json {w:?}, in place {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rows_parse_in_place_as_serde_json_parses_them() {
+        let lines: Vec<String> = [
+            r#"{"id":"a","n":1,"s":"x","b":true,"z":null}"#,
+            r#"{"id":"b","n":-0,"s":"line\nnext \"q\" \\ \/ \t\b\f\r","b":false,"z":1.5e3}"#,
+            r#" { "id" : "c" , "n" : 9007199254740993 , "s" : "é😀" , "b" : null , "z" : "now a string" } "#,
+            r#"{"id":"d","n":1e400,"s":"","b":true,"z":null}"#,
+            r#"{"id":"e","n":01,"s":"","b":true,"z":null}"#,
+            r#"{"id":"f","n":2,"s":"\u0041\ud83d\ude00","b":true,"z":null}"#,
+            r#"{"id":"g","n":2,"s":"\ud800","b":true,"z":null}"#,
+            r#"{"id":"h","n":2,"s":"bad \x escape","b":true,"z":null}"#,
+            "{\"id\":\"i\",\"n\":2,\"s\":\"raw \u{1} control\",\"b\":true,\"z\":null}",
+            r#"{"id":"j","n":2,"s":"x","b":true,"z":[1,{"k":"v"}]}"#,
+            r#"{"id":"k","n":3,"s":"x","b":true,"z":{}}"#,
+            r#"{"id":"l","n":3,"s":"x","b":true}"#,
+            r#"{"id":"m","n":3,"s":"x","b":true,"z":null,"extra":1}"#,
+            r#"{"id":"n","n":3,"s":"x","b":true,"id":"again"}"#,
+            r#"{"n":3,"id":"o","s":"x","b":true,"z":null}"#,
+            r#"{"i\u0064":"p","n":3,"s":"x","b":true,"z":null}"#,
+            r#"{"id":"q","n":3,"s":"x","b":true,"z":null} x"#,
+            r#"{"id":"r","n":3,"s":"x","b":true,"z":nul}"#,
+            r#"{"id":"s","n":3,"s":"x","b":true,"z":null"#,
+            r#"{"id":"t","n":-,"s":"x","b":true,"z":null}"#,
+            r#"{"id":"u","n":1-2,"s":"x","b":true,"z":null}"#,
+            r#"{"id":"v","n":3,"s":"x","b":true,"z":null,}"#,
+            r#"{"id":"w" "n":3,"s":"x","b":true,"z":null}"#,
+            r#"{}"#,
+            r#"{"id":"x","n":3,"s":"x","b":true,"z":null}"#,
+            r#"[1]"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        same_as_serde(&lines);
+        // Every prefix of every line, after a good row of the same shape.
+        for l in &lines {
+            for cut in (0..l.len()).filter(|&c| l.is_char_boundary(c)) {
+                same_as_serde(&[lines[0].clone(), l[..cut].to_string()]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_string_does_not_stay_pinned_in_its_slot() {
+        let mut row = Map::new();
+        let long = format!(r#"{{"id":"a","s":"{}"}}"#, "x".repeat(1 << 20));
+        parse_row_into(&long, &mut row).unwrap();
+        parse_row_into(r#"{"id":"b","s":"short"}"#, &mut row).unwrap();
+        let Some(Value::String(s)) = row.get("s") else {
+            panic!("{row:?}");
+        };
+        assert_eq!(s, "short");
+        assert!(s.capacity() <= 16 * 1024, "{}", s.capacity());
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| serde_json::to_string(&f).unwrap_or_default()),
+            "[-0-9.eE+]{1,8}",
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+            "\"([a-z\\\\\"/]|\\\\[nrtbf\"/u]|\\\\u00[0-9a-f]{2}){0,12}\"",
+            Just("[1,2]".to_string()),
+            Just("{\"k\":1}".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn generated_rows_parse_in_place_as_serde_json_parses_them(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    (proptest::sample::select(vec!["id", "n", "s", "a\\\"b", "é"]), scalar(), "[ ]{0,1}"),
+                    0..6,
+                ),
+                1..8,
+            )
+        ) {
+            let lines: Vec<String> = rows
+                .iter()
+                .map(|fields| {
+                    let body: Vec<String> = fields
+                        .iter()
+                        .map(|(k, v, sp)| format!("{sp}\"{k}\"{sp}:{sp}{v}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                })
+                .collect();
+            same_as_serde(&lines);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -721,9 +721,11 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
 /// while the caller's thread writes them to the sink: the two halves of an
 /// import overlap on two cores. Batches are bounded (256 rows or 1 MiB of
 /// text) and at most four are in flight, so memory stays flat. Consumed
-/// batches go back to the reading thread, which frees the rows it
-/// allocated and reuses the batch (freeing on the thread that allocated
-/// avoids contention inside the system allocator).
+/// batches go back to the reading thread, which parses the next rows into
+/// the rows they hold (`ndjson::parse_row_into`: a row of the same shape
+/// reuses the keys and strings of the one before instead of allocating and
+/// freeing them), and frees what it does not reuse on the thread that
+/// allocated it (avoiding contention inside the system allocator).
 fn read_rows_pipelined<R: Read + Seek + Send>(
     archive: &mut Archive<R>,
     table: &str,
@@ -734,10 +736,12 @@ fn read_rows_pipelined<R: Read + Seek + Send>(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, RowMap)>>(8);
         let producer = sc.spawn(move || {
+            // A batch back from the consumer keeps its rows: the next rows
+            // are parsed into them, reusing their allocations
+            // (`parse_row_into`).
             let fresh = |back: &std::sync::mpsc::Receiver<Vec<(u64, RowMap)>>| {
                 let mut spare = None;
-                while let Ok(mut old) = back.try_recv() {
-                    old.clear();
+                while let Ok(old) = back.try_recv() {
                     spare = Some(old);
                 }
                 spare.unwrap_or_else(|| Vec::with_capacity(256))
@@ -749,25 +753,34 @@ fn read_rows_pipelined<R: Read + Seek + Send>(
                     return;
                 }
             };
-            let mut batch = Vec::with_capacity(256);
+            let mut batch: Vec<(u64, RowMap)> = Vec::with_capacity(256);
+            let mut used = 0usize;
             let mut bytes = 0usize;
             loop {
                 match rows.next_line() {
                     Ok(Some((line, text))) => {
                         bytes += text.len();
-                        match serde_json::from_str::<RowMap>(text) {
-                            Ok(row) => batch.push((line, row)),
-                            Err(e) => {
-                                let _ = tx.send(Err(EngineError::Row {
-                                    table: table.to_owned(),
-                                    line,
-                                    message: format!("not a JSON object lvbak can read: {e}"),
-                                }));
-                                return;
+                        let parsed = match batch.get_mut(used) {
+                            Some(slot) => {
+                                slot.0 = line;
+                                crate::ndjson::parse_row_into(text, &mut slot.1)
                             }
+                            None => serde_json::from_str::<RowMap>(text)
+                                .map(|row| batch.push((line, row))),
+                        };
+                        if let Err(e) = parsed {
+                            let _ = tx.send(Err(EngineError::Row {
+                                table: table.to_owned(),
+                                line,
+                                message: format!("not a JSON object lvbak can read: {e}"),
+                            }));
+                            return;
                         }
-                        if batch.len() >= 256 || bytes >= 1 << 20 {
+                        used += 1;
+                        if used >= 256 || bytes >= 1 << 20 {
                             bytes = 0;
+                            batch.truncate(used);
+                            used = 0;
                             let next = fresh(&back_rx);
                             if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
                                 return;
@@ -775,6 +788,7 @@ fn read_rows_pipelined<R: Read + Seek + Send>(
                         }
                     }
                     Ok(None) => {
+                        batch.truncate(used);
                         if !batch.is_empty() {
                             let _ = tx.send(Ok(batch));
                         }
