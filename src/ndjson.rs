@@ -523,7 +523,7 @@ impl Parser<'_> {
 /// is copied into the string already there instead of a fresh key and
 /// value being allocated. Any other line (other keys, escaped keys, `\u`
 /// escapes, nested values, anything unusual) is parsed by serde_json.
-pub(crate) fn parse_row_into(
+pub fn parse_row_into(
     line: &str,
     row: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), serde_json::Error> {
