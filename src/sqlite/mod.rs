@@ -1046,8 +1046,15 @@ impl SqliteStore {
 
     /// Rolls the transaction back, with what the store learnt of the schema
     /// in it (columns, insert plans: tables and columns it added are gone).
+    /// A transaction SQLite already rolled back itself (it does on a full
+    /// disk, for one) is not rolled back again: that would fail with "no
+    /// transaction is active" and hide the error that ended it.
     fn roll_back_rows(&mut self) -> rusqlite::Result<()> {
-        let r = self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;");
+        let r = if self.conn.is_autocommit() {
+            self.conn.execute_batch("PRAGMA foreign_keys=ON;")
+        } else {
+            self.conn.execute_batch("ROLLBACK; PRAGMA foreign_keys=ON;")
+        };
         self.back_to_wal();
         self.columns.clear();
         self.plans.clear();
@@ -1361,6 +1368,27 @@ mod tests {
         assert!(put(&mut s, "a.png", b"1"));
         assert!(s.commit().is_err(), "the write error reaches commit");
         assert!(tree(&dir.path().join("data")).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_sqlite_ended_itself_rolls_back_cleanly() {
+        // SQLite rolls a transaction back on its own after some errors (a
+        // full disk): the store's rollback then succeeds, so the import
+        // reports the error that ended it, and the staged file is gone.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        s.begin().expect("begin");
+        s.expect_files(1, 0).expect("expect");
+        assert!(put(&mut s, "a.png", b"1"));
+        s.conn
+            .execute_batch("ROLLBACK")
+            .expect("SQLite's own rollback");
+        s.rollback()
+            .expect("nothing left to roll back is not an error");
+        assert!(tree(&dir.path().join("data")).is_empty());
+        // The store is usable again.
+        s.begin().expect("begin again");
+        s.commit().expect("commit");
     }
 
     #[test]
