@@ -91,9 +91,9 @@ impl SpillLog {
         if !self.current.is_empty() && self.current.len() + max_len > CHUNK {
             self.flush_chunk()?;
         }
-        if self.current.capacity() == 0 {
-            self.current.reserve_exact(CHUNK.max(max_len));
-        }
+        // Grown as needed (a small archive's log stays small), never past
+        // a chunk but for a record larger than one.
+        self.current.reserve(max_len);
         write(&mut self.current);
         Ok(())
     }
