@@ -535,82 +535,45 @@ pub fn parse_row_into(
 
 /// The in-place path of [`parse_row_into`]: `None` as soon as the line
 /// is not a flat object with `row`'s keys in order and scalar values it
-/// can take exactly (`row` may then be partly overwritten).
+/// can take exactly (`row` may then be partly overwritten). Tokens are
+/// found by the line checker's [`Parser`].
 fn overwrite_same_shape(
     line: &str,
     row: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Option<()> {
     use serde_json::Value;
-    let b = line.as_bytes();
-    let ws = |i: &mut usize| {
-        while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            *i += 1;
-        }
+    let mut p = Parser {
+        b: line.as_bytes(),
+        i: 0,
+        max_depth: 0,
     };
-    // The end of the string whose opening quote is at `start`, and whether
-    // it holds a backslash; `None` for a raw control character (invalid,
-    // left to serde_json to report).
-    let string_end = |start: usize| -> Option<(usize, bool)> {
-        let mut i = start + 1;
-        let mut escaped = false;
-        loop {
-            i = skip_plain_words(b, i);
-            match *b.get(i)? {
-                b'"' => return Some((i, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    i += 2;
-                }
-                c if c < 0x20 => return None,
-                _ => i += 1,
-            }
-        }
-    };
-    let mut i = 0;
-    ws(&mut i);
-    if b.get(i) != Some(&b'{') {
+    p.ws();
+    if p.peek() != Some(b'{') {
         return None;
     }
-    i += 1;
+    p.i += 1;
     let mut slots = row.iter_mut();
-    let mut first = true;
     loop {
-        ws(&mut i);
-        if b.get(i) == Some(&b'}') && first {
-            return None; // `{}`: nothing to reuse
-        }
-        if !first {
-            match b.get(i)? {
-                b',' => i += 1,
-                b'}' => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
-            }
-            ws(&mut i);
-        }
-        first = false;
-        // The key: plain (no escape) and the next key of the row.
-        if b.get(i) != Some(&b'"') {
+        // A key: plain (no escape) and the next key of the row (`{}` has
+        // none, and nothing to reuse).
+        p.ws();
+        if p.peek() != Some(b'"') {
             return None;
         }
-        let (end, escaped) = string_end(i)?;
-        let (key, value) = slots.next()?;
-        if escaped || line.get(i + 1..end)? != key {
+        let (key, escaped) = string_token(&mut p, line)?;
+        let (held, value) = slots.next()?;
+        if escaped || key != held {
             return None;
         }
-        i = end + 1;
-        ws(&mut i);
-        if b.get(i) != Some(&b':') {
+        p.ws();
+        if p.peek() != Some(b':') {
             return None;
         }
-        i += 1;
-        ws(&mut i);
-        match *b.get(i)? {
+        p.i += 1;
+        p.ws();
+        match p.peek()? {
             b'"' => {
-                let (end, escaped) = string_end(i)?;
-                let raw = line.get(i + 1..end)?;
+                let (raw, escaped) = string_token(&mut p, line)?;
                 // A string is reused unless it is much larger than what it
                 // takes now (one long row must not pin its size in a slot).
                 let fits = |s: &String| s.capacity() <= (raw.len() * 2).max(16 * 1024);
@@ -629,33 +592,48 @@ fn overwrite_same_shape(
                 } else {
                     s.push_str(raw);
                 }
-                i = end + 1;
             }
-            b't' | b'f' | b'n' => {
-                let (text, v) = [
-                    ("true", Value::Bool(true)),
-                    ("false", Value::Bool(false)),
-                    ("null", Value::Null),
-                ]
-                .into_iter()
-                .find(|(t, _)| b[i..].starts_with(t.as_bytes()))?;
-                *value = v;
-                i += text.len();
+            b't' => {
+                p.lit(b"true").ok()?;
+                *value = Value::Bool(true);
+            }
+            b'f' => {
+                p.lit(b"false").ok()?;
+                *value = Value::Bool(false);
+            }
+            b'n' => {
+                p.lit(b"null").ok()?;
+                *value = Value::Null;
             }
             b'-' | b'0'..=b'9' => {
-                let len = b[i..]
-                    .iter()
-                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .count();
-                let n: serde_json::Number = serde_json::from_str(line.get(i..i + len)?).ok()?;
-                *value = Value::Number(n);
-                i += len;
+                let start = p.i;
+                p.number().ok()?;
+                *value = Value::Number(serde_json::from_str(line.get(start..p.i)?).ok()?);
             }
             _ => return None, // nested value or invalid: serde_json decides
         }
+        p.ws();
+        match p.peek()? {
+            b',' => p.i += 1,
+            b'}' => {
+                p.i += 1;
+                break;
+            }
+            _ => return None,
+        }
     }
-    ws(&mut i);
-    (i == b.len() && slots.next().is_none()).then_some(())
+    p.ws();
+    (p.i == line.len() && slots.next().is_none()).then_some(())
+}
+
+/// The body of the (checked) string token at the parser's position, its
+/// quotes left out, and whether it holds an escape; the parser moves past
+/// it. `None` for an invalid string.
+fn string_token<'a>(p: &mut Parser<'_>, line: &'a str) -> Option<(&'a str, bool)> {
+    let start = p.i + 1;
+    p.string().ok()?;
+    let raw = line.get(start..p.i - 1)?;
+    Some((raw, raw.contains('\\')))
 }
 
 /// Appends the JSON string body `raw` with its escapes resolved; `None`
