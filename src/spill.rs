@@ -121,8 +121,8 @@ impl SpillLog {
         Ok(())
     }
 
-    /// `len` bytes of the record that starts at `offset` (the value
-    /// [`SpillLog::len`] had before it was appended), from its start.
+    /// The `len` bytes at `offset`, all inside one record (a record starts
+    /// at the value [`SpillLog::len`] had before it was appended).
     pub fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "no record there");
         let slice = |chunk: &[u8], at: u64| {

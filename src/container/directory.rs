@@ -9,7 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::records::*;
-use super::write::{EntryOptions, Method, VERSION_MADE_BY};
+use super::write::{method_code, EntryOptions, VERSION_MADE_BY};
 use crate::spill::SpillLog;
 
 /// What the central directory says of one finished entry.
@@ -42,13 +42,7 @@ impl CentralRecord<'_> {
             },
         );
         put16(cd, self.flags);
-        put16(
-            cd,
-            match self.opts.method {
-                Method::Stored => METHOD_STORED,
-                Method::Deflated(_) => METHOD_DEFLATED,
-            },
-        );
+        put16(cd, method_code(self.opts.method));
         put16(cd, self.opts.dos_time.0);
         put16(cd, self.opts.dos_time.1);
         put32(cd, self.crc32);
@@ -129,10 +123,9 @@ impl Directory {
     /// The name in the record that starts at `offset` (an offset
     /// [`Directory::len`] gave before that record was pushed).
     pub fn name_at(&mut self, offset: u64) -> io::Result<Vec<u8>> {
-        let head = self.log.read_at(offset, CENTRAL_LEN)?;
-        let n = usize::from(u16::from_le_bytes([head[28], head[29]]));
-        let mut rec = self.log.read_at(offset, CENTRAL_LEN + n)?;
-        Ok(rec.split_off(CENTRAL_LEN))
+        let len = self.log.read_at(offset + 28, 2)?;
+        let n = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        self.log.read_at(offset + CENTRAL_LEN as u64, n)
     }
 
     /// Writes every record, in order, through `put`.

@@ -733,7 +733,8 @@ impl<W: Write> ZipWriter<W> {
     }
 }
 
-fn method_code(m: Method) -> u16 {
+/// The ZIP method number of `m`.
+pub(super) fn method_code(m: Method) -> u16 {
     match m {
         Method::Stored => METHOD_STORED,
         Method::Deflated(_) => METHOD_DEFLATED,
