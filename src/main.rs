@@ -522,8 +522,6 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     }
 }
 
-/// Writes to `path.partial` and renames into place only on success, so a
-/// failed run never leaves a half-written archive under the final name.
 /// The folder of an archive being written, where a large archive's central
 /// directory waits in a temporary file (see [`WriteOptions::spill_dir`]).
 fn spill_dir(output: &Path) -> Option<PathBuf> {
@@ -533,6 +531,8 @@ fn spill_dir(output: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Writes to `path.partial` and renames into place only on success, so a
+/// failed run never leaves a half-written archive under the final name.
 fn write_atomically<T>(
     path: &Path,
     f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Failure>,
