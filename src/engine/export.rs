@@ -1,6 +1,6 @@
 //! Export: a [`Source`] into an archive through the [`ArchiveWriter`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{Read, Write};
 
 use serde_json::Value;
@@ -349,13 +349,15 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
     // First reference wins: a later one to a file already written (the
     // writer knows its entries) or already found missing is skipped.
     let mut missing = Vec::new();
-    let mut failed: HashSet<(Bucket, Box<str>)> = HashSet::new();
+    // Files found missing (or not allowed), by bucket: looked up for every
+    // reference without allocating.
+    let mut failed: HashMap<Bucket, HashSet<Box<str>>> = HashMap::new();
     let mut failure: Option<EngineError> = None;
     let mut each = |r: FileRef<'_>| -> Result<(), EngineError> {
         if !domain::bucket_domains(r.bucket)
             .iter()
             .any(|d| selected.contains(d))
-            || failed.contains(&(r.bucket, r.name.into()))
+            || failed.get(&r.bucket).is_some_and(|f| f.contains(r.name))
         {
             return Ok(());
         }
@@ -367,7 +369,7 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
             .unwrap_or_else(|| format!("{}/{}", r.bucket, r.name));
         let Ok(entry) = EntryName::file(r.bucket, r.name) else {
             missing.push(format!("{shown} (name not allowed in an archive)"));
-            failed.insert((r.bucket, r.name.into()));
+            failed.entry(r.bucket).or_default().insert(r.name.into());
             return Ok(());
         };
         if w.contains(&entry)? {
@@ -375,12 +377,12 @@ fn export_snapshot<S: Source + ?Sized, W: Write>(
         }
         let Some(path) = path else {
             missing.push(format!("{shown} (unsafe path)"));
-            failed.insert((r.bucket, r.name.into()));
+            failed.entry(r.bucket).or_default().insert(r.name.into());
             return Ok(());
         };
         if !copy_file(source, &mut w, r.bucket, r.name, &path, &mut p)? {
             missing.push(shown);
-            failed.insert((r.bucket, r.name.into()));
+            failed.entry(r.bucket).or_default().insert(r.name.into());
         }
         progress(&p);
         Ok(())
