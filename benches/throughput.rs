@@ -89,7 +89,7 @@ fn read(b: &[u8]) -> u64 {
     }
     drop(rows);
     for i in 0..a.entries().len() {
-        if matches!(a.entries()[i].name, lvbak::EntryName::File { .. }) {
+        if a.entry(i).is_some_and(|e| e.file().is_some()) {
             n += a.entry_reader(i).unwrap().drain().unwrap();
         }
     }

@@ -206,6 +206,76 @@ pub enum NameRule {
 }
 
 fn parse(raw: &str) -> Result<EntryName, NameRule> {
+    let shape = classify(raw)?;
+    Ok(shape.name(raw))
+}
+
+/// Which kind of entry a name is, without its variable part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Manifest,
+    Trailer,
+    Table,
+    VectorTable,
+    SecretsIndex,
+    SecretsEnvelope,
+    File(Bucket),
+}
+
+/// What [`classify`] finds in a name: its kind and where its variable
+/// part (table or file name) lies in the name's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) kind: Kind,
+    /// Start of the variable part (0 when there is none).
+    pub(crate) start: u16,
+    /// End of the variable part (0 when there is none).
+    pub(crate) end: u16,
+}
+
+impl Shape {
+    /// The [`EntryName`] of `raw`, the name this shape was found in.
+    pub(crate) fn name(&self, raw: &str) -> EntryName {
+        let inner = || {
+            let part = raw
+                .get(usize::from(self.start)..usize::from(self.end))
+                .unwrap_or_default();
+            part.replace('\\', "/")
+        };
+        match self.kind {
+            Kind::Manifest => EntryName::Manifest,
+            Kind::Trailer => EntryName::Trailer,
+            Kind::SecretsIndex => EntryName::SecretsIndex,
+            Kind::SecretsEnvelope => EntryName::SecretsEnvelope,
+            Kind::Table => EntryName::Table(inner()),
+            Kind::VectorTable => EntryName::VectorTable(inner()),
+            Kind::File(bucket) => EntryName::File {
+                bucket,
+                name: inner(),
+            },
+        }
+    }
+}
+
+impl EntryName {
+    /// The kind of this name and its variable part (already with `/`).
+    pub(crate) fn kind_and_part(&self) -> (Kind, &str) {
+        match self {
+            EntryName::Manifest => (Kind::Manifest, ""),
+            EntryName::Trailer => (Kind::Trailer, ""),
+            EntryName::SecretsIndex => (Kind::SecretsIndex, ""),
+            EntryName::SecretsEnvelope => (Kind::SecretsEnvelope, ""),
+            EntryName::Table(t) => (Kind::Table, t),
+            EntryName::VectorTable(t) => (Kind::VectorTable, t),
+            EntryName::File { bucket, name } => (Kind::File(*bucket), name),
+        }
+    }
+}
+
+/// Checks `raw` against the allowlist and says what it names, without
+/// copying anything (a backslash reads as `/`; the variable part's
+/// position is the same either way, the replacement keeping lengths).
+pub(crate) fn classify(raw: &str) -> Result<Shape, NameRule> {
     if raw.is_empty() {
         return Err(NameRule::Empty);
     }
@@ -243,35 +313,50 @@ fn parse(raw: &str) -> Result<EntryName, NameRule> {
     if name.ends_with('/') {
         return Err(NameRule::Directory);
     }
+    let fixed = |kind| Shape {
+        kind,
+        start: 0,
+        end: 0,
+    };
     match &*name {
-        "manifest.json" => return Ok(EntryName::Manifest),
-        "manifest-stats.json" => return Ok(EntryName::Trailer),
-        "secrets/index.json" => return Ok(EntryName::SecretsIndex),
-        "secrets/encrypted.ndjson" => return Ok(EntryName::SecretsEnvelope),
+        "manifest.json" => return Ok(fixed(Kind::Manifest)),
+        "manifest-stats.json" => return Ok(fixed(Kind::Trailer)),
+        "secrets/index.json" => return Ok(fixed(Kind::SecretsIndex)),
+        "secrets/encrypted.ndjson" => return Ok(fixed(Kind::SecretsEnvelope)),
         _ => {}
     }
+    // Names are at most 4,096 UTF-16 units, but a UTF-8 name can hold
+    // up to three times as many bytes: positions past u16 are refused.
+    let span = |kind, start: usize, len: usize| {
+        let start16 = u16::try_from(start).map_err(|_| NameRule::TooLong)?;
+        let end16 = u16::try_from(start + len).map_err(|_| NameRule::TooLong)?;
+        Ok(Shape {
+            kind,
+            start: start16,
+            end: end16,
+        })
+    };
     if let Some(rest) = name.strip_prefix("database/") {
-        return table_part(rest).map(EntryName::Table);
+        let t = table_part(rest)?;
+        return span(Kind::Table, "database/".len(), t.len());
     }
     if let Some(rest) = name.strip_prefix("lancedb/") {
-        return table_part(rest).map(EntryName::VectorTable);
+        let t = table_part(rest)?;
+        return span(Kind::VectorTable, "lancedb/".len(), t.len());
     }
     if let Some(rest) = name.strip_prefix("files/") {
         let (bucket, file) = rest.split_once('/').ok_or(NameRule::Unknown)?;
         let bucket = Bucket::from_name(bucket).ok_or(NameRule::Unknown)?;
         bucket.check_file_name(file)?;
-        return Ok(EntryName::File {
-            bucket,
-            name: file.to_owned(),
-        });
+        return span(Kind::File(bucket), name.len() - file.len(), file.len());
     }
     Err(NameRule::Unknown)
 }
 
-fn table_part(rest: &str) -> Result<String, NameRule> {
+fn table_part(rest: &str) -> Result<&str, NameRule> {
     let t = rest.strip_suffix(".ndjson").ok_or(NameRule::TableName)?;
     if is_table_name(t) {
-        Ok(t.to_owned())
+        Ok(t)
     } else {
         Err(NameRule::TableName)
     }

@@ -56,7 +56,7 @@ pub fn inspect_with_progress<R: Read + Seek>(
     }
     let mut files = Map::new();
     for e in archive.entries() {
-        if let EntryName::File { bucket, .. } = &e.name {
+        if let Some((bucket, _)) = e.file() {
             let slot = files.entry(bucket.as_str()).or_insert(json!(0));
             *slot = json!(slot.as_u64().unwrap_or(0) + 1);
         }
@@ -102,10 +102,10 @@ pub fn secrets_summary<R: Read + Seek>(archive: &mut Archive<R>) -> Result<Value
 pub fn file_counts<R>(archive: &Archive<R>) -> Vec<(Bucket, u64)> {
     let mut out: Vec<(Bucket, u64)> = Vec::new();
     for e in archive.entries() {
-        if let EntryName::File { bucket, .. } = &e.name {
-            match out.iter_mut().find(|(b, _)| b == bucket) {
+        if let Some((bucket, _)) = e.file() {
+            match out.iter_mut().find(|(b, _)| *b == bucket) {
                 Some((_, n)) => *n += 1,
-                None => out.push((*bucket, 1)),
+                None => out.push((bucket, 1)),
             }
         }
     }

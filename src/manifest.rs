@@ -698,6 +698,9 @@ fn digests_value(d: &Digests) -> Value {
 /// The version-2 digests: `entries` × 32 bytes, standard base64, decoded
 /// straight into the digest list (its size is checked against the text's
 /// length first, so a lying `entries` allocates nothing).
+/// The reference reading of version-2 digests the parser is checked
+/// against: the text must have the length of `entries` digests encoded.
+#[cfg(test)]
 fn in_order_digests(b64: &str, entries: u64) -> Option<Vec<[u8; 32]>> {
     let bytes = usize::try_from(entries).ok()?.checked_mul(32)?;
     if b64.len() != bytes.div_ceil(3).checked_mul(4)? {
@@ -711,6 +714,48 @@ fn in_order_digests(b64: &str, entries: u64) -> Option<Vec<[u8; 32]>> {
     )
     .ok()?;
     (n == bytes).then_some(digests)
+}
+
+/// `lvbak.sha256` when it is not an object of hex digests.
+#[derive(Debug)]
+enum NotByName {
+    /// A string that is the standard base64 of whole digests, decoded as
+    /// it was parsed (its text is not kept: the decoding is canonical, so
+    /// encoding the digests gives it back).
+    Base64(Vec<[u8; 32]>),
+    /// Any other value, as stored.
+    Value(Value),
+}
+
+impl NotByName {
+    fn from_str(b64: &str) -> NotByName {
+        let b = b64.as_bytes();
+        let pad = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();
+        let bytes = (b.len() / 4 * 3).saturating_sub(pad);
+        if b.len() % 4 != 0 || bytes % 32 != 0 {
+            return NotByName::Value(Value::String(b64.to_owned()));
+        }
+        let mut digests = vec![[0u8; 32]; bytes / 32];
+        match base64::Engine::decode_slice(
+            &base64::engine::general_purpose::STANDARD,
+            b64,
+            digests.as_flattened_mut(),
+        ) {
+            Ok(n) if n == bytes => NotByName::Base64(digests),
+            _ => NotByName::Value(Value::String(b64.to_owned())),
+        }
+    }
+
+    /// The value as stored.
+    fn into_value(self) -> Value {
+        match self {
+            NotByName::Base64(d) => Value::String(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                d.as_flattened(),
+            )),
+            NotByName::Value(v) => v,
+        }
+    }
 }
 
 /// Trailers up to this size are read whole and parsed from memory (several
@@ -950,21 +995,11 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
                     }),
                 ))
             }
-            (Some(2), Some(Err(Value::String(b64)))) => {
-                let decoded = obj
-                    .get("entries")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| in_order_digests(&b64, n));
-                match decoded {
-                    Some(d) => {
-                        obj.shift_remove("sha256");
-                        Ok((Value::Object(obj), Some(LvbakTrailer::in_order(d))))
-                    }
-                    None => {
-                        obj.insert("sha256".into(), Value::String(b64));
-                        Ok((Value::Object(obj), None))
-                    }
-                }
+            (Some(2), Some(Err(NotByName::Base64(d))))
+                if obj.get("entries").and_then(Value::as_u64) == Some(d.len() as u64) =>
+            {
+                obj.shift_remove("sha256");
+                Ok((Value::Object(obj), Some(LvbakTrailer::in_order(d))))
             }
             (_, Some(Ok(sha256))) => {
                 let m: Map<String, Value> = sha256
@@ -975,7 +1010,7 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
                 Ok((Value::Object(obj), None))
             }
             (_, Some(Err(v))) => {
-                obj.insert("sha256".into(), v);
+                obj.insert("sha256".into(), v.into_value());
                 Ok((Value::Object(obj), None))
             }
             (_, None) => Ok((Value::Object(obj), None)),
@@ -1015,7 +1050,7 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
 
 /// `lvbak.sha256`: `Ok` with the digests when it is an object of 64-digit
 /// hex strings, else `Err` with the value as stored.
-type ParsedDigests = Result<Vec<(String, [u8; 32])>, Value>;
+type ParsedDigests = Result<Vec<(String, [u8; 32])>, NotByName>;
 
 /// Deserializes `lvbak.sha256` into [`ParsedDigests`].
 struct DigestsSeed;
@@ -1064,7 +1099,7 @@ impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
             }
         }
         Ok(match bad {
-            Some(map) => Err(Value::Object(map)),
+            Some(map) => Err(NotByName::Value(Value::Object(map))),
             None => Ok(good),
         })
     }
@@ -1073,28 +1108,29 @@ impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
         while let Some(x) = s.next_element::<Value>()? {
             v.push(x);
         }
-        Ok(Err(Value::Array(v)))
+        Ok(Err(NotByName::Value(Value::Array(v))))
     }
     fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(Err(Value::Bool(b)))
+        Ok(Err(NotByName::Value(Value::Bool(b))))
     }
     fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(n)))
+        Ok(Err(NotByName::Value(Value::from(n))))
     }
     fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(n)))
+        Ok(Err(NotByName::Value(Value::from(n))))
     }
     fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(Err(Number::from_f64(n).map_or(Value::Null, Value::Number)))
+        Ok(Err(NotByName::Value(
+            Number::from_f64(n).map_or(Value::Null, Value::Number),
+        )))
     }
     fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Err(Value::String(s.to_owned())))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-        Ok(Err(Value::String(s)))
+        // Decoded here, so the text of tens of thousands of digests is
+        // never copied out of the trailer's bytes.
+        Ok(Err(NotByName::from_str(s)))
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
+        Ok(Err(NotByName::Value(Value::Null)))
     }
 }
 
@@ -1316,6 +1352,11 @@ mod tests {
     #[test]
     fn reading_a_trailer_as_a_stream_gives_what_parsing_its_bytes_gives() {
         let d = |c: char| c.to_string().repeat(64);
+        let b64 = |bytes: &[u8]| {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+        };
+        let b2 = b64(&[[3u8; 32], [200u8; 32]].concat());
+        let b1 = b64(&[0xfbu8; 32]);
         let cases: Vec<String> = vec![
             format!(
                 r#"{{"counts":{{"chats":2}},"missingFiles":["a"],"lvbak":{{"version":1,"sha256":{{"manifest.json":"{}","x":"{}"}}}}}}"#,
@@ -1348,6 +1389,35 @@ mod tests {
             // Ignored by the server: not an object, not JSON, too deep.
             "[1,2]".to_string(),
             "\"text\"".to_string(),
+            // Version-2 digests: right and wrong counts, not whole digests,
+            // bad padding or alphabet, escapes, another version.
+            format!(r#"{{"lvbak":{{"version":2,"entries":2,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"sha256":"{b2}","entries":2,"version":2}}}}"#),
+            format!(r#"{{"lvbak":{{"version":2,"entries":3,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"version":2,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"version":1,"entries":2,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"{b1}"}}}}"#),
+            format!(
+                r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"{}=="}}}}"#,
+                &b1[..b1.len() - 1]
+            ),
+            format!(
+                r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"{}AA=="}}}}"#,
+                &b1[..b1.len() - 4]
+            ),
+            format!(
+                r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"*{}"}}}}"#,
+                &b1[1..]
+            ),
+            format!(
+                r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"\u0041{}"}}}}"#,
+                &b1[1..]
+            ),
+            format!(r#"{{"lvbak":{{"version":2,"entries":0,"sha256":""}}}}"#),
+            format!(
+                r#"{{"lvbak":{{"version":2,"entries":1,"sha256":"{}"}}}}"#,
+                &b1[..40]
+            ),
             "{\"a\":1} trailing".to_string(),
             "{\"a\":".to_string(),
             format!("{{\"a\":{}1{}}}", "[".repeat(20), "]".repeat(20)),

@@ -135,16 +135,13 @@ fn rewrite<R: Read + Seek, W: Write>(
         }
         tw.finish()?;
     }
-    let entries: Vec<(usize, EntryName)> = archive
-        .entries()
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i, e.name.clone()))
-        .collect();
-    for (i, name) in &entries {
-        if let EntryName::File { bucket, name: file } = name {
-            let mut fw = w.file(*bucket, file)?;
-            let mut r = archive.entry_reader(*i)?;
+    for i in 0..archive.entries().len() {
+        let file = archive
+            .entry(i)
+            .and_then(|e| e.file().map(|(b, n)| (b, n.into_owned())));
+        if let Some((bucket, file)) = file {
+            let mut fw = w.file(bucket, &file)?;
+            let mut r = archive.entry_reader(i)?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = r.read(&mut buf).map_err(ContainerError::from_io)?;
@@ -205,8 +202,11 @@ fn plan_fix<R: Read + Seek>(
     let Some(i) = archive.find(name) else {
         return Ok(None);
     };
-    let declared = archive.entries()[i].central.uncompressed_size;
-    let declared_crc = archive.entries()[i].central.crc32;
+    let Some((declared, declared_crc)) =
+        archive.entry(i).map(|e| (e.uncompressed_size(), e.crc32()))
+    else {
+        return Ok(None);
+    };
     let check = {
         let mut r = archive.entry_reader(i)?;
         r.drain()

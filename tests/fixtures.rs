@@ -161,7 +161,10 @@ fn legacy_archive_reads_in_full_including_the_14mb_row() {
         .unwrap();
     assert_eq!(longest, 14_000_305);
     // The manifest is the last entry in this layout and is still found.
-    assert_eq!(a.entries().last().unwrap().name, lvbak::EntryName::Manifest);
+    assert_eq!(
+        a.entries().next_back().unwrap().name(),
+        lvbak::EntryName::Manifest
+    );
 }
 
 #[test]

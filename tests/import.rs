@@ -890,8 +890,7 @@ mod file_references {
             let a = Archive::open(Cursor::new(&bytes), Limits::default()).unwrap();
             let files: Vec<String> = a
                 .entries()
-                .iter()
-                .map(|e| e.name.to_string())
+                .map(|e| e.path().into_owned())
                 .filter(|n| n.starts_with("files/"))
                 .collect();
             // Every image, the even ones' thumbnails, the shared avatar.

@@ -105,7 +105,7 @@ fn write_then_read_a_large_archive_in_bounded_heap() {
     let mut buf = vec![0u8; 64 * 1024];
     let mut bytes = 0u64;
     for i in 0..a.entries().len() {
-        if matches!(a.entries()[i].name, lvbak::EntryName::File { .. }) {
+        if a.entry(i).unwrap().file().is_some() {
             let mut r = a.entry_reader(i).unwrap();
             loop {
                 let n = r.read(&mut buf).unwrap();

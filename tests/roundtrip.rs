@@ -32,7 +32,7 @@ fn content<R: Read + std::io::Seek>(a: &mut Archive<R>) -> Content {
     }
     let mut files = Vec::new();
     for i in 0..a.entries().len() {
-        let name = a.entries()[i].name.clone();
+        let name = a.entry(i).unwrap().name();
         if let EntryName::File { .. } = name {
             let mut b = Vec::new();
             a.entry_reader(i).unwrap().read_to_end(&mut b).unwrap();

@@ -2,10 +2,12 @@
 //! manifest and trailer, NDJSON rows, files, digests and verification.
 
 mod reader;
+mod table;
 mod verify;
 mod writer;
 
-pub use reader::{Archive, Entry, Row, Rows};
+pub use reader::{Archive, Row, Rows};
+pub use table::{Entries, Entry, EntryRef};
 pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};
 pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
 

@@ -6,33 +6,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::table::{raw_in, Entries, EntryRef, Slot, Table};
 use super::ArchiveError;
-use crate::container::{CentralDirectory, CentralEntry, ContainerError, EntryReader};
-use crate::entry_name::{Bucket, EntryName};
+use crate::container::{
+    directory_problems, read_directory, CentralDirectory, CentralEntry, ContainerError, EntryReader,
+};
+use crate::entry_name::{Bucket, EntryName, Kind, NameError};
 use crate::manifest::{Manifest, Trailer};
 use crate::ndjson::{check_line, LineKind, LineReader, ReadLineError};
 use crate::Limits;
-
-/// One entry: its parsed name and what the central directory says of it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The parsed name.
-    pub name: EntryName,
-    /// The central directory record.
-    pub central: CentralEntry,
-}
-
-impl AsRef<CentralEntry> for Entry {
-    fn as_ref(&self) -> &CentralEntry {
-        &self.central
-    }
-}
-
-impl AsMut<CentralEntry> for Entry {
-    fn as_mut(&mut self) -> &mut CentralEntry {
-        &mut self.central
-    }
-}
 
 /// An open archive: central directory checked, manifest parsed, trailer
 /// merged. Entry bodies are read on demand, one at a time, through
@@ -55,7 +37,7 @@ impl AsMut<CentralEntry> for Entry {
 /// ```
 pub struct Archive<R> {
     reader: R,
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<Table>,
     /// Lookup by name without a second copy of the names: (hash of the
     /// name, position), sorted; a lookup compares the names that share
     /// the hash.
@@ -78,7 +60,7 @@ impl<R> std::fmt::Debug for Archive<R> {
 
 /// The entries of a checked directory with their lookup by name.
 pub(crate) struct Indexed {
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Table,
     by_name: NameIndex,
     /// Records in the central directory (valid or not).
     pub(crate) records: usize,
@@ -88,36 +70,36 @@ pub(crate) struct Indexed {
     trailer: Option<Result<Option<Trailer>, ArchiveError>>,
 }
 
-/// Reads the central directory and indexes it ([`index_entries`]),
-/// parsing each name as its record is read: the entries are built once,
-/// not as records first and entries after.
+/// Reads the central directory and indexes it ([`index_parsed`]): each
+/// record becomes a slot of the [`Table`] as it is read, its name
+/// appended to the table's one string of names.
 pub(crate) fn read_indexed<R: Read + Seek>(
     r: &mut R,
     limits: &Limits,
 ) -> Result<(Indexed, Vec<ArchiveError>), ContainerError> {
-    // Names are parsed once the directory is read, on two threads when
-    // it is large; until then each entry holds a placeholder name.
-    let mut cd = CentralDirectory::read_with(r, limits, |central| Entry {
-        name: EntryName::Manifest,
-        central,
+    let mut names = String::new();
+    let mut cd = read_directory(r, limits, |fields, raw| {
+        Table::new_slot(&mut names, fields, raw)
     })?;
-    let bad = parse_names(&mut cd.entries);
+    // Names are classified once the directory is read, on two threads
+    // when it is large; until then each slot holds a placeholder.
+    let bad = Table::classify(&names, &mut cd.entries, PARALLEL_INDEX);
     // A large directory is indexed on a second thread while this one
     // reads the trailer (the first entry of that name is the one kept).
     let trailer = (cd.entries.len() >= PARALLEL_INDEX)
         .then(|| {
-            // (Unparsable names hold the placeholder, never this name.)
+            // (Unclassified names hold the placeholder, never this kind.)
             cd.entries
                 .iter()
-                .find(|e| e.name == EntryName::Trailer)
-                .map(|e| e.central.clone())
+                .find(|s| s.is_trailer())
+                .map(|s| s.central(&names))
         })
         .flatten();
     let Some(trailer) = trailer else {
-        return Ok(index_parsed(cd, bad, limits));
+        return Ok(index_parsed(cd, names, bad, limits));
     };
     Ok(std::thread::scope(|s| {
-        let indexing = s.spawn(|| index_parsed(cd, bad, limits));
+        let indexing = s.spawn(|| index_parsed(cd, names, bad, limits));
         let read = read_trailer_entry(r, &trailer, limits);
         let (mut indexed, problems) = match indexing.join() {
             Ok(x) => x,
@@ -126,35 +108,6 @@ pub(crate) fn read_indexed<R: Read + Seek>(
         indexed.trailer = Some(read);
         (indexed, problems)
     }))
-}
-
-/// Parses every entry's name (on two threads for a large directory).
-/// Returns the positions whose names did not parse, in order; their
-/// entries keep the placeholder name.
-fn parse_names(entries: &mut [Entry]) -> Vec<(usize, ArchiveError)> {
-    fn parse(entries: &mut [Entry]) -> Vec<(usize, ArchiveError)> {
-        let mut bad = Vec::new();
-        for e in entries {
-            match EntryName::parse(&e.central.name) {
-                Ok(name) => e.name = name,
-                Err(err) => bad.push((e.central.index, err.into())),
-            }
-        }
-        bad
-    }
-    if entries.len() < PARALLEL_INDEX {
-        return parse(entries);
-    }
-    let (first, second) = entries.split_at_mut(entries.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| parse(second));
-        let mut bad = parse(first);
-        match other.join() {
-            Ok(more) => bad.extend(more),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-        bad
-    })
 }
 
 /// Directories of at least this many entries are indexed on a second
@@ -186,12 +139,10 @@ fn read_trailer_entry<R: Read + Seek>(
 
 /// Checks the directory against names, duplicates, limits and overlap.
 /// Returns the entries (those with valid names; of duplicates, the first)
-/// and every problem found, in central-directory order. Takes the
-/// directory's records instead of copying them; duplicates and case twins
-/// are found by sorting positions, so no name is held twice, and the
-/// hashes sorted for the duplicate check become the lookup by name.
+/// and every problem found, in central-directory order.
 #[cfg(test)]
 pub(crate) fn index_entries(cd: CentralDirectory, limits: &Limits) -> (Indexed, Vec<ArchiveError>) {
+    use crate::container::DirectoryEntry;
     let CentralDirectory {
         entries,
         file_len,
@@ -199,71 +150,80 @@ pub(crate) fn index_entries(cd: CentralDirectory, limits: &Limits) -> (Indexed, 
         cd_size,
         zip64,
     } = cd;
-    let mut entries: Vec<Entry> = entries
+    let mut names = String::new();
+    let mut slots: Vec<_> = entries
         .into_iter()
-        .map(|central| Entry {
-            name: EntryName::Manifest,
-            central,
+        .map(|c| {
+            let mut s = Table::new_slot(&mut names, c.fields(), &c.name);
+            s.set_space_end(c.space_end);
+            s
         })
         .collect();
-    let bad = parse_names(&mut entries);
+    let bad = Table::classify(&names, &mut slots, PARALLEL_INDEX);
     let cd = CentralDirectory {
-        entries,
+        entries: slots,
         file_len,
         cd_offset,
         cd_size,
         zip64,
     };
-    index_parsed(cd, bad, limits)
+    index_parsed(cd, names, bad, limits)
 }
 
-/// [`index_entries`] of a directory whose names are parsed already:
-/// `bad` lists the positions whose names did not parse (their entries
-/// hold a placeholder name and are dropped here).
+/// Checks a directory whose names are classified already against names,
+/// duplicates, limits and overlap: `bad` lists the positions whose names
+/// are not on the allowlist (their slots hold a placeholder and are
+/// dropped here). Returns the entries (those with valid names; of
+/// duplicates, the first) and every problem found, in central-directory
+/// order. Duplicates and case twins are found by sorting hashes, so no
+/// name is copied, and the hashes sorted for the duplicate check become
+/// the lookup by name.
 fn index_parsed(
-    mut cd: CentralDirectory<Entry>,
-    bad: Vec<(usize, ArchiveError)>,
+    mut cd: CentralDirectory<Slot>,
+    names: String,
+    bad: Vec<(usize, NameError)>,
     limits: &Limits,
 ) -> (Indexed, Vec<ArchiveError>) {
-    let overlap = cd.entry_problems();
-    let mut entries = std::mem::take(&mut cd.entries);
-    let (records, file_len) = (entries.len(), cd.file_len);
-    let mut keep = vec![true; entries.len()];
+    let overlap = directory_problems(&cd, |s| raw_in(&names, s).to_owned());
+    let file_len = cd.file_len;
+    let mut entries = Table::new(std::mem::take(&mut cd.entries), names);
+    let records = entries.len();
+    let mut keep = vec![true; records];
     for &(pos, _) in &bad {
         if let Some(k) = keep.get_mut(pos) {
             *k = false;
         }
     }
-    let mut located = bad;
+    let mut located: Vec<(usize, ArchiveError)> =
+        bad.into_iter().map(|(pos, e)| (pos, e.into())).collect();
     let mut text = 0u64;
     let mut total = 0u64;
     for (e, &k) in entries.iter().zip(&keep) {
-        total = total.saturating_add(e.central.uncompressed_size);
-        if k && e.name.is_text() {
+        total = total.saturating_add(e.uncompressed_size());
+        if k && e.is_text() {
             text += 1;
         }
     }
     // Duplicates: names grouped by hash, compared within a group; the
     // first stays. No copy of any name is made.
     let hasher = std::collections::hash_map::RandomState::new();
-    let mut hashed: Vec<(u64, usize)> = entries
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| keep[i])
-        .map(|(i, e)| (hasher.hash_one(&e.name), i))
+    let mut hashed: Vec<(u64, usize)> = (0..records)
+        .filter(|&i| keep[i])
+        .map(|i| (entries.hash_of(&hasher, i), i))
         .collect();
     hashed.sort_unstable();
     for group in hashed.chunk_by(|a, b| a.0 == b.0) {
         for (k, &(_, b)) in group.iter().enumerate() {
             if group[..k]
                 .iter()
-                .any(|&(_, a)| keep[a] && entries[a].name == entries[b].name)
+                .any(|&(_, a)| keep[a] && entries.same_name(a, b))
             {
                 keep[b] = false;
+                let e = entries.get(b);
                 located.push((
-                    entries[b].central.index,
+                    e.map_or(b, |e| e.position()),
                     ArchiveError::DuplicateName {
-                        entry: entries[b].name.to_string(),
+                        entry: e.map(|e| e.path().into_owned()).unwrap_or_default(),
                     },
                 ));
             }
@@ -273,22 +233,14 @@ fn index_parsed(
     // against the latest one before it; grouped by a hash of the folded
     // name, then compared in place.
     if !limits.allow_case_twins {
-        fn folded(e: &Entry) -> Option<(Bucket, &str)> {
-            match &e.name {
-                EntryName::File { bucket, name } => Some((*bucket, name.as_str())),
-                _ => None,
-            }
-        }
-        let fold_eq = |x: &Entry, y: &Entry| match (folded(x), folded(y)) {
-            (Some((bx, nx)), Some((by, ny))) => bx == by && nx.eq_ignore_ascii_case(ny),
+        let fold_eq = |x: usize, y: usize| match (entries.file_part(x), entries.file_part(y)) {
+            (Some((bx, nx)), Some((by, ny))) => bx == by && nx.eq_ignore_ascii_case(&ny),
             _ => false,
         };
-        let mut files: Vec<(u64, usize)> = entries
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| keep[i])
-            .filter_map(|(i, e)| {
-                let (b, n) = folded(e)?;
+        let mut files: Vec<(u64, usize)> = (0..records)
+            .filter(|&i| keep[i])
+            .filter_map(|i| {
+                let (b, n) = entries.file_part(i)?;
                 let mut h = std::hash::BuildHasher::build_hasher(&hasher);
                 std::hash::Hash::hash(&b, &mut h);
                 // Folded 64 bytes at a time (one `write` a byte cost more
@@ -306,16 +258,16 @@ fn index_parsed(
         files.sort_unstable();
         for group in files.chunk_by(|a, b| a.0 == b.0) {
             for (k, &(_, b)) in group.iter().enumerate() {
-                if let Some(&(_, a)) = group[..k]
-                    .iter()
-                    .rev()
-                    .find(|&&(_, a)| fold_eq(&entries[a], &entries[b]))
-                {
+                if let Some(&(_, a)) = group[..k].iter().rev().find(|&&(_, a)| fold_eq(a, b)) {
+                    let (ea, eb) = (entries.get(a), entries.get(b));
+                    let path = |e: Option<EntryRef<'_>>| {
+                        e.map(|e| e.path().into_owned()).unwrap_or_default()
+                    };
                     located.push((
-                        entries[b].central.index,
+                        eb.map_or(b, |e| e.position()),
                         ArchiveError::CaseTwin {
-                            entry: entries[b].name.to_string(),
-                            other: entries[a].name.to_string(),
+                            entry: path(eb),
+                            other: path(ea),
                         },
                     ));
                 }
@@ -343,11 +295,7 @@ fn index_parsed(
         hasher,
         sorted: hashed,
     };
-    let mut i = 0;
-    entries.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    entries.retain(&keep);
     located.sort_by_key(|(pos, _)| *pos);
     let mut problems: Vec<ArchiveError> = located.into_iter().map(|(_, p)| p).collect();
     if text > limits.max_text_entries {
@@ -466,8 +414,10 @@ impl<R: Read + Seek> Archive<R> {
         let Some(i) = self.find(&EntryName::Trailer) else {
             return Ok(None);
         };
-        let entries = Arc::clone(&self.entries);
-        read_trailer_entry(&mut self.reader, &entries[i].central, &self.limits)
+        let Some(central) = self.entries.get(i).map(|e| e.central()) else {
+            return Ok(None);
+        };
+        read_trailer_entry(&mut self.reader, &central, &self.limits)
     }
 
     fn read_json_entry(
@@ -479,7 +429,7 @@ impl<R: Read + Seek> Archive<R> {
         let Some(i) = self.find(name) else {
             return Ok(None);
         };
-        let size = self.entries[i].central.uncompressed_size;
+        let size = self.entries.get(i).map_or(0, |e| e.uncompressed_size());
         if size > cap {
             return Err(ArchiveError::EntryTooLarge {
                 entry: name.to_string(),
@@ -529,9 +479,15 @@ impl<R> Archive<R> {
         }
     }
 
-    /// Every entry, in central-directory order.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// Every entry, in central-directory order (an `ExactSizeIterator`
+    /// of views into the directory kept in memory; nothing is copied).
+    pub fn entries(&self) -> Entries<'_> {
+        self.entries.iter()
+    }
+
+    /// Entry `index` (a position in [`Archive::entries`]), if there is one.
+    pub fn entry(&self, index: usize) -> Option<EntryRef<'_>> {
+        self.entries.get(index)
     }
 
     /// Archive file size in bytes.
@@ -548,10 +504,7 @@ impl<R> Archive<R> {
     pub fn tables(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter_map(|e| match &e.name {
-                EntryName::Table(t) => Some(t.clone()),
-                _ => None,
-            })
+            .filter_map(|e| e.table().map(|t| t.into_owned()))
             .collect()
     }
 
@@ -559,18 +512,16 @@ impl<R> Archive<R> {
     pub fn vector_tables(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter_map(|e| match &e.name {
-                EntryName::VectorTable(t) => Some(t.clone()),
-                _ => None,
-            })
+            .filter_map(|e| e.vector_table().map(|t| t.into_owned()))
             .collect()
     }
 
     /// The index of an entry by name.
     pub fn find(&self, name: &EntryName) -> Option<usize> {
+        let (kind, part) = name.kind_and_part();
         self.by_name
-            .candidates(name)
-            .find(|&j| self.entries.get(j).is_some_and(|e| e.name == *name))
+            .candidates(kind, part)
+            .find(|&j| j < self.entries.len() && self.entries.is(j, kind, part))
     }
 
     /// The line cap in force for this archive's NDJSON.
@@ -590,13 +541,13 @@ impl<R> Archive<R> {
         let t = self.trailer.as_ref()?;
         let e = self.entries.get(index)?;
         match &t.lvbak.as_ref()?.digests {
-            crate::manifest::Digests::ByName(_) => t.digest(&e.name.to_string()),
+            crate::manifest::Digests::ByName(_) => t.digest(&e.path()),
             crate::manifest::Digests::InOrder(_) => {
                 let trailer_at = self
                     .find(&EntryName::Trailer)
                     .and_then(|i| self.entries.get(i))
-                    .map(|t| t.central.index)?;
-                let at = e.central.index;
+                    .map(|t| t.position())?;
+                let at = e.position();
                 match at.cmp(&trailer_at) {
                     std::cmp::Ordering::Less => t.digest_at(at),
                     std::cmp::Ordering::Greater => t.digest_at(at - 1),
@@ -617,7 +568,8 @@ impl<R: Read + Seek> Archive<R> {
                 entry: format!("#{index}"),
             });
         };
-        let mut r = EntryReader::new(&mut self.reader, &e.central)?;
+        let central = e.central();
+        let mut r = EntryReader::new(&mut self.reader, &central)?;
         if let Some(d) = digest {
             r.expect_sha256(d);
         }
@@ -688,7 +640,7 @@ impl<R: Read + Seek> Archive<R> {
                 entry: format!("#{index}"),
             });
         };
-        let c = e.central.clone();
+        let c = e.central();
         let info = crate::container::check_local(&mut self.reader, &c)?;
         crate::container::seek_to_data(&mut self.reader, &info).map_err(ContainerError::Io)?;
         let raw = BufReader::with_capacity(64 * 1024, (&mut self.reader).take(c.compressed_size));
@@ -860,9 +812,10 @@ pub(crate) struct NameIndex {
 }
 
 impl NameIndex {
-    /// Positions whose name has the same hash as `name`.
-    fn candidates(&self, name: &EntryName) -> impl Iterator<Item = usize> + '_ {
-        let h = self.hasher.hash_one(name);
+    /// Positions whose name has the same hash as the name of kind `kind`
+    /// with variable part `part` (see [`Table::hash_of`]).
+    fn candidates(&self, kind: Kind, part: &str) -> impl Iterator<Item = usize> + '_ {
+        let h = self.hasher.hash_one((kind, part));
         let start = self.sorted.partition_point(|&(x, _)| x < h);
         self.sorted[start..]
             .iter()
@@ -924,7 +877,11 @@ mod tests {
         ]);
         let (indexed, problems) = index_entries(cd, &Limits::default());
         assert_eq!(problems.len(), 3, "{problems:?}");
-        let names: Vec<String> = indexed.entries.iter().map(|e| e.name.to_string()).collect();
+        let names: Vec<String> = indexed
+            .entries
+            .iter()
+            .map(|e| e.path().into_owned())
+            .collect();
         assert_eq!(
             names,
             [
@@ -937,17 +894,72 @@ mod tests {
             ]
         );
         for (j, e) in indexed.entries.iter().enumerate() {
+            let name = e.name();
+            let (kind, part) = name.kind_and_part();
             let found: Vec<usize> = indexed
                 .by_name
-                .candidates(&e.name)
-                .filter(|&k| indexed.entries.get(k).is_some_and(|x| x.name == e.name))
+                .candidates(kind, part)
+                .filter(|&k| indexed.entries.get(k).is_some_and(|x| x.is(&name)))
                 .collect();
-            assert_eq!(found, [j], "{}", e.name);
+            assert_eq!(found, [j], "{name}");
         }
         let absent = EntryName::parse("files/avatars/zzz.png").unwrap();
         assert!(indexed
             .by_name
-            .candidates(&absent)
-            .all(|k| indexed.entries[k].name != absent));
+            .candidates(Kind::File(Bucket::Avatars), "zzz.png")
+            .all(|k| indexed.entries.get(k).is_some_and(|x| !x.is(&absent))));
+    }
+
+    #[test]
+    fn a_backslash_in_a_name_reads_as_a_slash_everywhere() {
+        let cd = directory(&[
+            "manifest.json",
+            "files\\theme-assets\\b\\x.png",
+            "files/theme-assets/b/x.png",
+            "files/theme-assets/B/X.png",
+            "files/theme-assets/b/y.png",
+        ]);
+        let (indexed, problems) = index_entries(cd, &Limits::default());
+        let found: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            matches!(&problems[..], [
+                ArchiveError::DuplicateName { entry },
+                ArchiveError::CaseTwin { entry: twin, other },
+            ] if entry == "files/theme-assets/b/x.png"
+                && twin == "files/theme-assets/B/X.png"
+                && other == "files/theme-assets/b/x.png"),
+            "{found:?}"
+        );
+        let t = &indexed.entries;
+        let e = t.get(1).unwrap();
+        assert_eq!(e.raw_name(), "files\\theme-assets\\b\\x.png");
+        assert_eq!(e.path(), "files/theme-assets/b/x.png");
+        assert_eq!(e.file(), Some((Bucket::ThemeAssets, "b/x.png".into())));
+        assert_eq!(e.central().name, "files\\theme-assets\\b\\x.png");
+        let name = EntryName::File {
+            bucket: Bucket::ThemeAssets,
+            name: "b/x.png".into(),
+        };
+        assert_eq!(e.name(), name);
+        assert!(e.is(&name));
+        let (kind, part) = name.kind_and_part();
+        let hits: Vec<usize> = indexed
+            .by_name
+            .candidates(kind, part)
+            .filter(|&k| t.is(k, kind, part))
+            .collect();
+        assert_eq!(hits, [1]);
+        // The entry after the dropped duplicate moved down and is found there.
+        let y = EntryName::File {
+            bucket: Bucket::ThemeAssets,
+            name: "b/y.png".into(),
+        };
+        let (kind, part) = y.kind_and_part();
+        let hits: Vec<usize> = indexed
+            .by_name
+            .candidates(kind, part)
+            .filter(|&k| t.is(k, kind, part))
+            .collect();
+        assert_eq!(hits, [3]);
     }
 }

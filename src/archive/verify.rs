@@ -90,7 +90,9 @@ pub fn verify_with_progress<R: Read + Seek>(
     report.problems.extend(digest_coverage(&archive));
     let total = archive.entries().len() as u64;
     for i in 0..archive.entries().len() {
-        let e = archive.entries()[i].clone();
+        let Some(e) = archive.entry(i).map(|e| e.to_entry()) else {
+            break;
+        };
         match deep_entry(&mut archive, i, &e.name) {
             Ok(n) => report.bytes_checked += n,
             Err(err) => report.problems.push((&err).into()),
@@ -182,26 +184,36 @@ pub fn verify_path(
         return report;
     };
     let archive = &archive;
-    let entries = archive.entries();
     report.problems.extend(digest_coverage(archive));
     // Largest entries first, dealt round-robin.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(entries[i].central.uncompressed_size));
-    let total = entries.len() as u64;
+    let mut order: Vec<(std::cmp::Reverse<u64>, usize)> = archive
+        .entries()
+        .enumerate()
+        .map(|(i, e)| (std::cmp::Reverse(e.uncompressed_size()), i))
+        .collect();
+    order.sort_unstable();
+    let total = order.len() as u64;
     let done = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let mut found: Vec<(usize, Problem)> = Vec::new();
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let mine: Vec<usize> = order.iter().copied().skip(t).step_by(threads).collect();
+                let mine: Vec<usize> = order
+                    .iter()
+                    .map(|&(_, i)| i)
+                    .skip(t)
+                    .step_by(threads)
+                    .collect();
                 let (done, bytes) = (&done, &bytes);
                 sc.spawn(move || {
                     let mut out = Vec::new();
                     let Ok(f) = open() else { return out };
                     let mut a = archive.share_with(f);
                     for i in mine {
-                        let e = a.entries()[i].clone();
+                        let Some(e) = a.entry(i).map(|e| e.to_entry()) else {
+                            continue;
+                        };
                         match deep_entry(&mut a, i, &e.name) {
                             Ok(n) => {
                                 bytes.fetch_add(n, Ordering::Relaxed);
@@ -246,14 +258,14 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
     if let Digests::InOrder(v) = &l.digests {
         // Positional: one digest for each entry but the trailer.
         let mut present = 0usize;
-        for (i, e) in archive.entries().iter().enumerate() {
-            if e.name == EntryName::Trailer {
+        for (i, e) in archive.entries().enumerate() {
+            if e.is(&EntryName::Trailer) {
                 continue;
             }
             present += 1;
             if archive.digest_of(i).is_none() {
                 out.push(Problem {
-                    entry: Some(e.name.to_string()),
+                    entry: Some(e.path().into_owned()),
                     code: "digest_missing",
                     message:
                         "entry has no digest in the trailer's lvbak field (added after writing?)"
@@ -275,16 +287,12 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
     }
     if let Digests::ByName(by_name) = &l.digests {
         let listed: HashSet<&str> = by_name.iter().map(|(k, _)| k.as_str()).collect();
-        let present: HashSet<String> = archive
-            .entries()
-            .iter()
-            .map(|e| e.name.to_string())
-            .collect();
+        let present: HashSet<String> = archive.entries().map(|e| e.path().into_owned()).collect();
         for e in archive.entries() {
-            let n = e.name.to_string();
-            if e.name != EntryName::Trailer && !listed.contains(n.as_str()) {
+            let n = e.path();
+            if !e.is(&EntryName::Trailer) && !listed.contains(&*n) {
                 out.push(Problem {
-                    entry: Some(n),
+                    entry: Some(n.into_owned()),
                     code: "digest_missing",
                     message:
                         "entry has no digest in the trailer's lvbak field (added after writing?)"
@@ -324,14 +332,15 @@ fn deep_entry<R: Read + Seek>(
     i: usize,
     name: &EntryName,
 ) -> Result<u64, ArchiveError> {
-    if name.is_ndjson() && a.entries()[i].central.uncompressed_size > PIPELINE_FROM {
+    let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
+    if name.is_ndjson() && size > PIPELINE_FROM {
         return deep_ndjson_pipelined(a, i, name);
     }
     if name.is_ndjson() {
         let mut rows = a.ndjson(name.clone())?;
         while rows.next_line()?.is_some() {}
         drop(rows);
-        return Ok(a.entries()[i].central.uncompressed_size);
+        return Ok(size);
     }
     if *name == EntryName::SecretsIndex {
         let cap = a.limits().max_secrets_index_bytes;
@@ -343,7 +352,7 @@ fn deep_entry<R: Read + Seek>(
                 });
             }
         }
-        return Ok(a.entries()[i].central.uncompressed_size);
+        return Ok(size);
     }
     let mut r = a.entry_reader(i)?;
     Ok(r.drain()?)
@@ -366,7 +375,7 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
 ) -> Result<u64, ArchiveError> {
     let cap = a.line_cap();
     let depth = a.limits().max_json_depth;
-    let size = a.entries()[i].central.uncompressed_size;
+    let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
     let entry = name.to_string();
     let mut r = a.entry_reader(i)?;
     // The checking thread hashes, to even out the two threads' work.

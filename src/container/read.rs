@@ -53,29 +53,93 @@ impl CentralEntry {
     pub fn has_descriptor(&self) -> bool {
         self.flags & FLAG_DESCRIPTOR != 0
     }
+}
 
-    /// The smallest number of bytes this entry occupies from its local header.
+/// A central record without its name: what a directory reader keeps of
+/// each record when it stores names its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fields {
+    pub(crate) index: usize,
+    pub(crate) version_made_by: u16,
+    pub(crate) version_needed: u16,
+    pub(crate) flags: u16,
+    pub(crate) method: u16,
+    pub(crate) time: u16,
+    pub(crate) date: u16,
+    pub(crate) crc32: u32,
+    pub(crate) compressed_size: u64,
+    pub(crate) uncompressed_size: u64,
+    pub(crate) local_offset: u64,
+    pub(crate) external_attr: u32,
+    pub(crate) zip64: bool,
+    pub(crate) name_len: u16,
+}
+
+impl Fields {
+    /// The whole record, with its name and where its space ends.
+    pub(crate) fn with_name(self, name: String, space_end: u64) -> CentralEntry {
+        CentralEntry {
+            index: self.index,
+            name,
+            version_made_by: self.version_made_by,
+            version_needed: self.version_needed,
+            flags: self.flags,
+            method: self.method,
+            time: self.time,
+            date: self.date,
+            crc32: self.crc32,
+            compressed_size: self.compressed_size,
+            uncompressed_size: self.uncompressed_size,
+            local_offset: self.local_offset,
+            external_attr: self.external_attr,
+            zip64: self.zip64,
+            space_end,
+        }
+    }
+
+    /// The smallest number of bytes the entry occupies from its local header.
     fn min_span(&self) -> u64 {
-        LOCAL_LEN as u64 + self.name.len() as u64 + self.compressed_size
+        LOCAL_LEN as u64 + u64::from(self.name_len) + self.compressed_size
     }
 }
 
-impl AsRef<CentralEntry> for CentralEntry {
-    fn as_ref(&self) -> &CentralEntry {
-        self
-    }
+/// What the directory reader needs of the entries it keeps: their
+/// record's fields, and a place for where each one's space ends.
+pub(crate) trait DirectoryEntry {
+    /// The record's fields.
+    fn fields(&self) -> Fields;
+    /// Records where the entry's space ends.
+    fn set_space_end(&mut self, end: u64);
 }
 
-impl AsMut<CentralEntry> for CentralEntry {
-    fn as_mut(&mut self) -> &mut CentralEntry {
-        self
+impl DirectoryEntry for CentralEntry {
+    fn fields(&self) -> Fields {
+        Fields {
+            index: self.index,
+            version_made_by: self.version_made_by,
+            version_needed: self.version_needed,
+            flags: self.flags,
+            method: self.method,
+            time: self.time,
+            date: self.date,
+            crc32: self.crc32,
+            compressed_size: self.compressed_size,
+            uncompressed_size: self.uncompressed_size,
+            local_offset: self.local_offset,
+            external_attr: self.external_attr,
+            zip64: self.zip64,
+            name_len: u16::try_from(self.name.len()).unwrap_or(u16::MAX),
+        }
+    }
+
+    fn set_space_end(&mut self, end: u64) {
+        self.space_end = end;
     }
 }
 
 /// The located and parsed central directory of an archive. Its entries
-/// are [`CentralEntry`] records, or whatever [`CentralDirectory::read_with`]
-/// made of each as it was read (a caller's own entry type holding one,
-/// so a large directory is not built twice).
+/// are [`CentralEntry`] records (inside the crate, whatever the reader of
+/// the directory made of each record as it was read).
 #[derive(Debug, Clone)]
 pub struct CentralDirectory<E = CentralEntry> {
     /// Entries in central-directory order.
@@ -114,207 +178,206 @@ impl CentralDirectory {
         r: &mut R,
         limits: &Limits,
     ) -> Result<CentralDirectory, ContainerError> {
-        CentralDirectory::read_with(r, limits, |c| c)
+        read_directory(r, limits, |f, name| f.with_name(name.to_owned(), 0))
     }
 }
 
-impl<E: AsRef<CentralEntry> + AsMut<CentralEntry>> CentralDirectory<E> {
-    /// [`CentralDirectory::read`], handing each record to `make` as soon
-    /// as it is parsed and keeping what `make` returns (which must still
-    /// hold the record: each entry's `space_end` is filled in at the end).
-    pub fn read_with<R: Read + Seek>(
-        r: &mut R,
-        limits: &Limits,
-        mut make: impl FnMut(CentralEntry) -> E,
-    ) -> Result<CentralDirectory<E>, ContainerError> {
-        let file_len = r.seek(SeekFrom::End(0))?;
-        if file_len > limits.max_archive_bytes {
-            return Err(ContainerError::ArchiveTooLarge {
-                size: file_len,
-                limit: limits.max_archive_bytes,
+/// [`CentralDirectory::read`], handing each record's fields and name to
+/// `make` as soon as they are parsed and keeping what it returns (each
+/// entry's space end is set at the end).
+pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
+    r: &mut R,
+    limits: &Limits,
+    mut make: impl FnMut(Fields, &str) -> E,
+) -> Result<CentralDirectory<E>, ContainerError> {
+    let file_len = r.seek(SeekFrom::End(0))?;
+    if file_len > limits.max_archive_bytes {
+        return Err(ContainerError::ArchiveTooLarge {
+            size: file_len,
+            limit: limits.max_archive_bytes,
+        });
+    }
+    let mut magic = [0u8; 4];
+    if file_len < 4 {
+        return Err(ContainerError::NotZip);
+    }
+    read_exact_at(r, 0, &mut magic)?;
+    if u32::from_le_bytes(magic) != LOCAL_SIG {
+        return Err(ContainerError::NotZip);
+    }
+    let tail_len = file_len.min(MAX_TAIL);
+    let tail_start = file_len - tail_len;
+    let mut tail = vec![0u8; tail_len as usize];
+    read_exact_at(r, tail_start, &mut tail)?;
+    let candidates = eocd_candidates(&tail);
+    let pos_in_tail = match candidates.as_slice() {
+        [] => return Err(ContainerError::NoEocd),
+        [one] => *one,
+        many => return Err(ContainerError::AmbiguousEocd { count: many.len() }),
+    };
+    let eocd_pos = tail_start + pos_in_tail as u64;
+    let eocd = parse_eocd(&tail[pos_in_tail..]).map_err(rec("end of central directory"))?;
+
+    let (entries, cd_size, cd_offset, records_start, zip64) = if eocd.wants_zip64() {
+        if eocd_pos < LOCATOR_LEN as u64 {
+            return Err(ContainerError::Record {
+                context: "ZIP64 locator".into(),
+                source: RecordError::Truncated {
+                    record: "ZIP64 locator",
+                    needed: LOCATOR_LEN,
+                    available: eocd_pos as usize,
+                },
             });
         }
-        let mut magic = [0u8; 4];
-        if file_len < 4 {
-            return Err(ContainerError::NotZip);
+        let loc_pos = eocd_pos - LOCATOR_LEN as u64;
+        let mut lb = [0u8; LOCATOR_LEN];
+        read_exact_at(r, loc_pos, &mut lb)?;
+        let loc = parse_zip64_locator(&lb).map_err(rec("ZIP64 locator"))?;
+        let rec_end = loc.record_offset.checked_add(ZIP64_EOCD_LEN as u64);
+        if rec_end.is_none_or(|end| end > loc_pos) {
+            return Err(ContainerError::Record {
+                context: "ZIP64 end of central directory".into(),
+                source: RecordError::Truncated {
+                    record: "ZIP64 end of central directory (offset points outside the archive)",
+                    needed: ZIP64_EOCD_LEN,
+                    available: 0,
+                },
+            });
         }
-        read_exact_at(r, 0, &mut magic)?;
-        if u32::from_le_bytes(magic) != LOCAL_SIG {
-            return Err(ContainerError::NotZip);
-        }
-        let tail_len = file_len.min(MAX_TAIL);
-        let tail_start = file_len - tail_len;
-        let mut tail = vec![0u8; tail_len as usize];
-        read_exact_at(r, tail_start, &mut tail)?;
-        let candidates = eocd_candidates(&tail);
-        let pos_in_tail = match candidates.as_slice() {
-            [] => return Err(ContainerError::NoEocd),
-            [one] => *one,
-            many => return Err(ContainerError::AmbiguousEocd { count: many.len() }),
-        };
-        let eocd_pos = tail_start + pos_in_tail as u64;
-        let eocd = parse_eocd(&tail[pos_in_tail..]).map_err(rec("end of central directory"))?;
-
-        let (entries, cd_size, cd_offset, records_start, zip64) = if eocd.wants_zip64() {
-            if eocd_pos < LOCATOR_LEN as u64 {
-                return Err(ContainerError::Record {
-                    context: "ZIP64 locator".into(),
-                    source: RecordError::Truncated {
-                        record: "ZIP64 locator",
-                        needed: LOCATOR_LEN,
-                        available: eocd_pos as usize,
-                    },
-                });
-            }
-            let loc_pos = eocd_pos - LOCATOR_LEN as u64;
-            let mut lb = [0u8; LOCATOR_LEN];
-            read_exact_at(r, loc_pos, &mut lb)?;
-            let loc = parse_zip64_locator(&lb).map_err(rec("ZIP64 locator"))?;
-            let rec_end = loc.record_offset.checked_add(ZIP64_EOCD_LEN as u64);
-            if rec_end.is_none_or(|end| end > loc_pos) {
-                return Err(ContainerError::Record {
-                    context: "ZIP64 end of central directory".into(),
-                    source: RecordError::Truncated {
-                        record:
-                            "ZIP64 end of central directory (offset points outside the archive)",
-                        needed: ZIP64_EOCD_LEN,
-                        available: 0,
-                    },
-                });
-            }
-            let mut zb = [0u8; ZIP64_EOCD_LEN];
-            read_exact_at(r, loc.record_offset, &mut zb)?;
-            let z = parse_zip64_eocd(&zb).map_err(rec("ZIP64 end of central directory"))?;
-            let checks = [
-                (
-                    "entry count",
-                    z.entries,
-                    u64::from(eocd.entries),
-                    eocd.entries != SENTINEL16,
-                ),
-                (
-                    "directory size",
-                    z.cd_size,
-                    u64::from(eocd.cd_size),
-                    eocd.cd_size != SENTINEL32,
-                ),
-                (
-                    "directory offset",
-                    z.cd_offset,
-                    u64::from(eocd.cd_offset),
-                    eocd.cd_offset != SENTINEL32,
-                ),
-            ];
-            for (field, zip64, classic, applies) in checks {
-                if applies && zip64 != classic {
-                    return Err(ContainerError::Zip64Mismatch {
-                        field,
-                        zip64,
-                        classic,
-                    });
-                }
-            }
-            (z.entries, z.cd_size, z.cd_offset, loc.record_offset, true)
-        } else {
+        let mut zb = [0u8; ZIP64_EOCD_LEN];
+        read_exact_at(r, loc.record_offset, &mut zb)?;
+        let z = parse_zip64_eocd(&zb).map_err(rec("ZIP64 end of central directory"))?;
+        let checks = [
             (
+                "entry count",
+                z.entries,
                 u64::from(eocd.entries),
+                eocd.entries != SENTINEL16,
+            ),
+            (
+                "directory size",
+                z.cd_size,
                 u64::from(eocd.cd_size),
+                eocd.cd_size != SENTINEL32,
+            ),
+            (
+                "directory offset",
+                z.cd_offset,
                 u64::from(eocd.cd_offset),
-                eocd_pos,
-                false,
-            )
-        };
-
-        if entries > limits.max_entries {
-            return Err(ContainerError::TooManyEntries {
-                declared: entries,
-                limit: limits.max_entries,
-            });
-        }
-        if cd_size > limits.max_central_directory_bytes {
-            return Err(ContainerError::CentralDirectoryTooLarge {
-                size: cd_size,
-                limit: limits.max_central_directory_bytes,
-            });
-        }
-        match cd_offset.checked_add(cd_size) {
-            Some(end) if end <= records_start => {}
-            _ => {
-                return Err(ContainerError::CentralDirectoryOutOfBounds {
-                    offset: cd_offset,
-                    size: cd_size,
-                })
-            }
-        }
-        if entries.saturating_mul(CENTRAL_LEN as u64) > cd_size {
-            return Err(ContainerError::CentralDirectoryMismatch {
-                declared: entries,
-                size: cd_size,
-            });
-        }
-
-        r.seek(SeekFrom::Start(cd_offset))?;
-        let mut cd = BufReader::with_capacity(256 * 1024, r.by_ref().take(cd_size));
-        // Sized once (the count is bounded by the directory's size and the
-        // limits above; a count that lies costs address space, not memory).
-        let mut out: Vec<E> = Vec::with_capacity(entries.min(1 << 20) as usize);
-        let mut fixed = [0u8; CENTRAL_LEN];
-        let mut var = Vec::new();
-        let mut consumed = 0u64;
-        for index in 0..entries as usize {
-            let ctx = || format!("central directory header #{index}");
-            if let Err(e) = cd.read_exact(&mut fixed) {
-                return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                    ContainerError::CentralDirectoryMismatch {
-                        declared: entries,
-                        size: cd_size,
-                    }
-                } else {
-                    e.into()
+                eocd.cd_offset != SENTINEL32,
+            ),
+        ];
+        for (field, zip64, classic, applies) in checks {
+            if applies && zip64 != classic {
+                return Err(ContainerError::Zip64Mismatch {
+                    field,
+                    zip64,
+                    classic,
                 });
             }
-            let h = parse_central_fixed(&fixed).map_err(|source| ContainerError::Record {
-                context: ctx(),
-                source,
-            })?;
-            var.resize(h.total_len() - CENTRAL_LEN, 0);
-            cd.read_exact(&mut var)
-                .map_err(|_| ContainerError::CentralDirectoryMismatch {
+        }
+        (z.entries, z.cd_size, z.cd_offset, loc.record_offset, true)
+    } else {
+        (
+            u64::from(eocd.entries),
+            u64::from(eocd.cd_size),
+            u64::from(eocd.cd_offset),
+            eocd_pos,
+            false,
+        )
+    };
+
+    if entries > limits.max_entries {
+        return Err(ContainerError::TooManyEntries {
+            declared: entries,
+            limit: limits.max_entries,
+        });
+    }
+    if cd_size > limits.max_central_directory_bytes {
+        return Err(ContainerError::CentralDirectoryTooLarge {
+            size: cd_size,
+            limit: limits.max_central_directory_bytes,
+        });
+    }
+    match cd_offset.checked_add(cd_size) {
+        Some(end) if end <= records_start => {}
+        _ => {
+            return Err(ContainerError::CentralDirectoryOutOfBounds {
+                offset: cd_offset,
+                size: cd_size,
+            })
+        }
+    }
+    if entries.saturating_mul(CENTRAL_LEN as u64) > cd_size {
+        return Err(ContainerError::CentralDirectoryMismatch {
+            declared: entries,
+            size: cd_size,
+        });
+    }
+
+    r.seek(SeekFrom::Start(cd_offset))?;
+    let mut cd = BufReader::with_capacity(256 * 1024, r.by_ref().take(cd_size));
+    // Sized once (the count is bounded by the directory's size and the
+    // limits above; a count that lies costs address space, not memory).
+    let mut out: Vec<E> = Vec::with_capacity(entries.min(1 << 20) as usize);
+    let mut fixed = [0u8; CENTRAL_LEN];
+    let mut var = Vec::new();
+    let mut consumed = 0u64;
+    for index in 0..entries as usize {
+        let ctx = || format!("central directory header #{index}");
+        if let Err(e) = cd.read_exact(&mut fixed) {
+            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                ContainerError::CentralDirectoryMismatch {
                     declared: entries,
                     size: cd_size,
-                })?;
-            consumed += h.total_len() as u64;
-            let nl = usize::from(h.name_len);
-            let name_bytes = &var[..nl];
-            let extra = &var[nl..nl + usize::from(h.extra_len)];
-            let name = match std::str::from_utf8(name_bytes) {
-                Ok(s) => s.to_owned(),
-                Err(_) => {
-                    return Err(ContainerError::NameNotUtf8 {
-                        index,
-                        lossy: String::from_utf8_lossy(name_bytes).into_owned(),
-                    })
                 }
-            };
-            let wants = (
-                h.uncompressed_size == SENTINEL32,
-                h.compressed_size == SENTINEL32,
-                h.local_offset == SENTINEL32,
-            );
-            // Like the server: the extra is consulted only when it exists and
-            // a field holds the sentinel. Unlike the server, a sentinel with
-            // no ZIP64 block is an error rather than a 4 GiB size.
-            let z = if wants.0 || wants.1 || wants.2 {
-                parse_zip64_extra(extra, wants.0, wants.1, wants.2).map_err(|source| {
-                    ContainerError::Record {
-                        context: format!("entry {name}"),
-                        source,
-                    }
-                })?
             } else {
-                Zip64Values::default()
-            };
-            out.push(make(CentralEntry {
+                e.into()
+            });
+        }
+        let h = parse_central_fixed(&fixed).map_err(|source| ContainerError::Record {
+            context: ctx(),
+            source,
+        })?;
+        var.resize(h.total_len() - CENTRAL_LEN, 0);
+        cd.read_exact(&mut var)
+            .map_err(|_| ContainerError::CentralDirectoryMismatch {
+                declared: entries,
+                size: cd_size,
+            })?;
+        consumed += h.total_len() as u64;
+        let nl = usize::from(h.name_len);
+        let name_bytes = &var[..nl];
+        let extra = &var[nl..nl + usize::from(h.extra_len)];
+        let name = match std::str::from_utf8(name_bytes) {
+            Ok(s) => s,
+            Err(_) => {
+                return Err(ContainerError::NameNotUtf8 {
+                    index,
+                    lossy: String::from_utf8_lossy(name_bytes).into_owned(),
+                })
+            }
+        };
+        let wants = (
+            h.uncompressed_size == SENTINEL32,
+            h.compressed_size == SENTINEL32,
+            h.local_offset == SENTINEL32,
+        );
+        // Like the server: the extra is consulted only when it exists and
+        // a field holds the sentinel. Unlike the server, a sentinel with
+        // no ZIP64 block is an error rather than a 4 GiB size.
+        let z = if wants.0 || wants.1 || wants.2 {
+            parse_zip64_extra(extra, wants.0, wants.1, wants.2).map_err(|source| {
+                ContainerError::Record {
+                    context: format!("entry {name}"),
+                    source,
+                }
+            })?
+        } else {
+            Zip64Values::default()
+        };
+        out.push(make(
+            Fields {
                 index,
                 version_made_by: h.version_made_by,
                 version_needed: h.version_needed,
@@ -328,70 +391,94 @@ impl<E: AsRef<CentralEntry> + AsMut<CentralEntry>> CentralDirectory<E> {
                 local_offset: z.offset.unwrap_or(u64::from(h.local_offset)),
                 external_attr: h.external_attr,
                 zip64: z != Zip64Values::default(),
-                space_end: cd_offset,
-                name,
-            }));
+                name_len: h.name_len,
+            },
+            name,
+        ));
+    }
+    if consumed != cd_size {
+        return Err(ContainerError::CentralDirectoryMismatch {
+            declared: entries,
+            size: cd_size,
+        });
+    }
+    // Each entry's space ends where the next local header (by offset)
+    // begins; the last one's, where the directory begins.
+    let order = by_offset(&out);
+    for w in order.windows(2) {
+        out[w[0].1].set_space_end(w[1].0);
+    }
+    if let Some(&(_, last)) = order.last() {
+        out[last].set_space_end(cd_offset);
+    }
+    Ok(CentralDirectory {
+        entries: out,
+        file_len,
+        cd_offset,
+        cd_size,
+        zip64,
+    })
+}
+
+/// [`CentralDirectory::entry_problems`] of any directory, naming each
+/// entry with `name_of`.
+pub(crate) fn directory_problems<E: DirectoryEntry>(
+    cd: &CentralDirectory<E>,
+    name_of: impl Fn(&E) -> String,
+) -> Vec<ContainerError> {
+    let mut problems = Vec::new();
+    for e in &cd.entries {
+        let f = e.fields();
+        if f.flags & FLAG_ENCRYPTED != 0 {
+            problems.push(ContainerError::Encrypted { entry: name_of(e) });
         }
-        if consumed != cd_size {
-            return Err(ContainerError::CentralDirectoryMismatch {
-                declared: entries,
-                size: cd_size,
+        if f.method != METHOD_STORED && f.method != METHOD_DEFLATED {
+            problems.push(ContainerError::UnsupportedMethod {
+                entry: name_of(e),
+                method: f.method,
             });
         }
-        // Each entry's space ends where the next local header (by offset) begins.
-        let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_by_key(|&i| (out[i].as_ref().local_offset, i));
-        for w in order.windows(2) {
-            let next_offset = out[w[1]].as_ref().local_offset;
-            out[w[0]].as_mut().space_end = next_offset;
+        let end = f.local_offset.checked_add(f.min_span());
+        if end.is_none_or(|end| end > cd.cd_offset) {
+            problems.push(ContainerError::OutOfBounds {
+                entry: name_of(e),
+                limit: cd.cd_offset,
+            });
         }
-        Ok(CentralDirectory {
-            entries: out,
-            file_len,
-            cd_offset,
-            cd_size,
-            zip64,
-        })
     }
+    let order = by_offset(&cd.entries);
+    for w in order.windows(2) {
+        let (a, b) = (&cd.entries[w[0].1], &cd.entries[w[1].1]);
+        let (fa, fb) = (a.fields(), b.fields());
+        let a_end = fa.local_offset.saturating_add(fa.min_span());
+        if fa.local_offset == fb.local_offset || a_end > fb.local_offset {
+            problems.push(ContainerError::Overlap {
+                entry: name_of(b),
+                other: name_of(a),
+            });
+        }
+    }
+    problems
+}
 
+/// Positions of `entries` with their local offsets, in offset order
+/// (ties in directory order).
+fn by_offset<E: DirectoryEntry>(entries: &[E]) -> Vec<(u64, usize)> {
+    let mut order: Vec<(u64, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.fields().local_offset, i))
+        .collect();
+    order.sort_unstable();
+    order
+}
+
+impl CentralDirectory {
     /// Per-entry problems visible from the central directory alone: the
     /// encrypted flag, unsupported methods, data outside the archive and
     /// overlapping entries. Every problem is listed.
     pub fn entry_problems(&self) -> Vec<ContainerError> {
-        let mut problems = Vec::new();
-        for e in self.entries.iter().map(AsRef::as_ref) {
-            if e.flags & FLAG_ENCRYPTED != 0 {
-                problems.push(ContainerError::Encrypted {
-                    entry: e.name.clone(),
-                });
-            }
-            if e.method != METHOD_STORED && e.method != METHOD_DEFLATED {
-                problems.push(ContainerError::UnsupportedMethod {
-                    entry: e.name.clone(),
-                    method: e.method,
-                });
-            }
-            let end = e.local_offset.checked_add(e.min_span());
-            if end.is_none_or(|end| end > self.cd_offset) {
-                problems.push(ContainerError::OutOfBounds {
-                    entry: e.name.clone(),
-                    limit: self.cd_offset,
-                });
-            }
-        }
-        let mut order: Vec<&CentralEntry> = self.entries.iter().map(AsRef::as_ref).collect();
-        order.sort_by_key(|e| (e.local_offset, e.index));
-        for w in order.windows(2) {
-            let (a, b) = (w[0], w[1]);
-            let a_end = a.local_offset.saturating_add(a.min_span());
-            if a.local_offset == b.local_offset || a_end > b.local_offset {
-                problems.push(ContainerError::Overlap {
-                    entry: b.name.clone(),
-                    other: a.name.clone(),
-                });
-            }
-        }
-        problems
+        directory_problems(self, |e| e.name.clone())
     }
 }
 

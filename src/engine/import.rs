@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{names, store, CancelToken, EngineError, Progress, ProgressFn};
 use crate::archive::Archive;
 use crate::domain::{self, DomainId, Owner, SettingMerge, TableSpec};
-use crate::entry_name::{Bucket, EntryName};
+use crate::entry_name::Bucket;
 use crate::envelope::{SecretSet, Ticket};
 use crate::secrets::{self, SecretsOutcome, TicketPolicy};
 use crate::store::{InsertOutcome, RowMap, Sink, StorePath};
@@ -387,11 +387,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             .map(|t| counts.get(t).copied().unwrap_or(0))
             .sum(),
         entries_total: archive.entries().len() as u64,
-        bytes_total: archive
-            .entries()
-            .iter()
-            .map(|e| e.central.uncompressed_size)
-            .sum(),
+        bytes_total: archive.entries().map(|e| e.uncompressed_size()).sum(),
         ..Progress::default()
     };
     let archive_tables: BTreeSet<String> = archive.tables().into_iter().collect();
@@ -416,13 +412,12 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     // restored after the rows.
     let selected_files: Vec<usize> = archive
         .entries()
-        .iter()
         .enumerate()
-        .filter(|(_, e)| match &e.name {
-            EntryName::File { bucket, .. } => domain::bucket_domains(*bucket)
+        .filter(|(_, e)| match e.file() {
+            Some((bucket, _)) => domain::bucket_domains(bucket)
                 .iter()
                 .any(|d| domains.contains(d)),
-            _ => false,
+            None => false,
         })
         .map(|(i, _)| i)
         .collect();
@@ -430,8 +425,8 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         let count = selected_files.len() as u64;
         let bytes = selected_files
             .iter()
-            .filter_map(|&i| archive.entries().get(i))
-            .fold(0u64, |b, e| b.saturating_add(e.central.uncompressed_size));
+            .filter_map(|&i| archive.entry(i))
+            .fold(0u64, |b, e| b.saturating_add(e.uncompressed_size()));
         sink.expect_files(count, bytes)
             .map_err(store("preparing for the files"))?;
     }
@@ -515,11 +510,9 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     p.phase = "files";
     p.table = None;
     for i in selected_files {
-        let Some((bucket, name, size)) = archive.entries().get(i).and_then(|e| match &e.name {
-            EntryName::File { bucket, name } => {
-                Some((*bucket, name.clone(), e.central.uncompressed_size))
-            }
-            _ => None,
+        let Some((bucket, name, size)) = archive.entry(i).and_then(|e| {
+            let (bucket, name) = e.file()?;
+            Some((bucket, name.into_owned(), e.uncompressed_size()))
         }) else {
             continue;
         };

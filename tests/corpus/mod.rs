@@ -153,9 +153,8 @@ pub fn read_path(archive: &[u8], ticket: Option<&[u8]>) -> Result<(), String> {
     lvbak::inspect::secrets_summary(&mut a).map_err(ac)?;
     let ndjson: Vec<EntryName> = a
         .entries()
-        .iter()
-        .filter(|e| e.name.is_ndjson())
-        .map(|e| e.name.clone())
+        .filter(|e| e.is_ndjson())
+        .map(|e| e.name())
         .collect();
     for name in ndjson {
         let mut rows = a.ndjson(name).map_err(ac)?;
@@ -178,7 +177,7 @@ pub fn read_path(archive: &[u8], ticket: Option<&[u8]>) -> Result<(), String> {
     } else {
         None
     };
-    let centrals: Vec<_> = a.entries().iter().map(|e| e.central.clone()).collect();
+    let centrals: Vec<_> = a.entries().map(|e| e.central()).collect();
     let mut r = a.into_inner();
     for c in &centrals {
         let info = check_local(&mut r, c).map_err(|e| container_code(&e))?;
