@@ -143,10 +143,11 @@ impl SpillLog {
         slice(chunk, offset - start).ok_or_else(bad)
     }
 
-    /// Hands every chunk to `f`, in order; each holds whole records.
-    pub fn for_each_chunk(mut self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-        for (_, chunk) in std::mem::take(&mut self.chunks) {
-            f(&chunk)?;
+    /// Hands every chunk to `f`, in order; each holds whole records. The
+    /// log is left as it was (it can be walked again).
+    pub fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        for (_, chunk) in &self.chunks {
+            f(chunk)?;
         }
         if let Some(s) = &mut self.file {
             s.file.seek(SeekFrom::Start(0))?;

@@ -129,7 +129,7 @@ impl Directory {
     }
 
     /// Writes every record, in order, through `put`.
-    pub fn write_to(self, put: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    pub fn write_to(mut self, put: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         self.log.for_each_chunk(put)
     }
 }

@@ -14,6 +14,7 @@
 //! they were.
 
 pub mod identity;
+mod staged;
 
 use std::collections::HashMap;
 use std::fs;
@@ -31,6 +32,7 @@ use crate::envelope::{Secret, SecretSet};
 use crate::manifest::EmbeddingConfig;
 use crate::store::{InsertOutcome, RowMap, Sink, Source, StoreError, StorePath};
 use identity::Identity;
+use staged::Staged;
 
 fn sql(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::with_source(context.to_owned(), e)
@@ -72,10 +74,10 @@ pub struct SqliteStore {
     /// Page size given to a new, empty database at its first import.
     new_page_size: Option<u32>,
     staging_thread: Option<StagingThread>,
-    /// Files written in this transaction: store path → staging file number
-    /// (the staging file is `staging/N`, the destination derives from the
-    /// store path: nothing else is kept per file).
-    staged: HashMap<Box<str>, u32>,
+    /// Files written in this transaction, numbered (the staging file is
+    /// `staging/N`, the destination derives from the store path: nothing
+    /// else is kept per file).
+    staged: Staged,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -133,7 +135,7 @@ impl SqliteStore {
             rollback_journal: false,
             new_page_size: Some(DEFAULT_NEW_PAGE_SIZE),
             staging_thread: None,
-            staged: HashMap::new(),
+            staged: Staged::default(),
         })
     }
 
@@ -635,8 +637,8 @@ impl Sink for SqliteStore {
             fs::remove_dir_all(&staging)?;
         }
         fs::create_dir_all(&staging)?;
+        self.staged = Staged::in_folder(&staging);
         self.staging = Some(staging);
-        self.staged.clear();
         Ok(())
     }
 
@@ -647,38 +649,41 @@ impl Sink for SqliteStore {
         // Every staged file written (or the first error), then move them
         // into place (exclusively), then commit the rows.
         let mut failure: Option<StoreError> = self.stop_staging_thread().err();
-        let mut placed: Vec<PathBuf> = Vec::new();
-        let mut staged: Vec<(u32, Box<str>)> = std::mem::take(&mut self.staged)
-            .into_iter()
-            .map(|(p, n)| (n, p))
-            .collect();
-        staged.sort_unstable_by_key(|(n, _)| *n);
+        let mut staged = std::mem::take(&mut self.staged);
+        // Which staged files were moved into place (a flag each, not their
+        // paths: the paths are walked again to undo a failed commit).
+        let mut placed = vec![false; staged.len()];
         let mut made_dir: Option<PathBuf> = None;
-        for (n, path) in staged {
+        let walked = staged.for_each(&mut |n, path| {
             if failure.is_some() {
-                break;
+                return Ok(());
             }
             let tmp = staging.join(format!("{n}"));
-            let dest = self.path_of(&path);
+            let dest = self.path_of(path);
             if let Some(parent) = dest.parent() {
                 if made_dir.as_deref() != Some(parent) {
                     if let Err(e) = fs::create_dir_all(parent) {
                         failure = Some(e.into());
-                        break;
+                        return Ok(());
                     }
                     made_dir = Some(parent.to_owned());
                 }
             }
             if dest.exists() {
-                continue; // an existing file wins
+                return Ok(()); // an existing file wins
             }
             match fs::rename(&tmp, &dest) {
-                Ok(()) => placed.push(dest),
-                Err(e) => {
-                    failure = Some(e.into());
-                    break;
+                Ok(()) => {
+                    if let Some(p) = placed.get_mut(n) {
+                        *p = true;
+                    }
                 }
+                Err(e) => failure = Some(e.into()),
             }
+            Ok(())
+        });
+        if let Err(e) = walked {
+            failure.get_or_insert(e.into());
         }
         if failure.is_none() {
             if let Err(e) = self.conn.execute_batch("COMMIT; PRAGMA foreign_keys=ON;") {
@@ -687,11 +692,18 @@ impl Sink for SqliteStore {
                 self.back_to_wal();
             }
         }
+        if failure.is_some() {
+            let _ = staged.for_each(&mut |n, path| {
+                if placed.get(n).copied().unwrap_or(false) {
+                    let _ = fs::remove_file(self.path_of(path));
+                }
+                Ok(())
+            });
+        }
+        // (The log's file, if any, is in the staging folder.)
+        drop(staged);
         let _ = fs::remove_dir_all(&staging);
         if let Some(f) = failure {
-            for p in placed {
-                let _ = fs::remove_file(p);
-            }
             let _ = self.roll_back_rows();
             return Err(f);
         }
@@ -701,7 +713,7 @@ impl Sink for SqliteStore {
     fn rollback(&mut self) -> Result<(), StoreError> {
         let staging = self.staging.take();
         let _ = self.stop_staging_thread();
-        self.staged.clear();
+        self.staged = Staged::default();
         let r = self.roll_back_rows();
         if let Some(s) = staging {
             let _ = fs::remove_dir_all(s);
@@ -884,7 +896,7 @@ impl Sink for SqliteStore {
     }
 
     fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError> {
-        Ok(self.staged.contains_key(path.as_str()) || self.path(path).exists())
+        Ok(self.staged.contains(path.as_str())? || self.path(path).exists())
     }
 
     fn write_file(&mut self, path: &StorePath, data: &mut dyn Read) -> Result<bool, StoreError> {
@@ -895,8 +907,6 @@ impl Sink for SqliteStore {
             return Err(StoreError::new("write_file outside a transaction"));
         };
         let index = self.staged.len();
-        let number = u32::try_from(index)
-            .map_err(|_| StoreError::new("more than 4,294,967,295 files in one import"))?;
         let dest = self.path(path);
         if !dest.starts_with(&self.data_dir) {
             return Err(StoreError::new(format!(
@@ -912,7 +922,7 @@ impl Sink for SqliteStore {
             if head.len() <= HANDOFF_MAX {
                 match p.hand_over(index, head) {
                     Ok(()) => {
-                        self.staged.insert(path.as_str().into(), number);
+                        self.staged.insert(path.as_str())?;
                         return Ok(true);
                     }
                     Err(back) => head = back,
@@ -934,7 +944,7 @@ impl Sink for SqliteStore {
         };
         std::io::Write::write_all(&mut f, &head)?;
         std::io::copy(data, &mut f)?;
-        self.staged.insert(path.as_str().into(), number);
+        self.staged.insert(path.as_str())?;
         Ok(true)
     }
 
@@ -1348,6 +1358,36 @@ mod tests {
         assert_eq!(read("edge.png"), edge);
         assert_eq!(read("empty.png"), b"");
         assert_eq!(files.len(), 4, "{files:?}");
+    }
+
+    #[test]
+    fn a_commit_that_fails_midway_takes_back_the_files_it_placed_and_only_those() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = store(dir.path());
+        let avatar = StorePath::for_entry(Bucket::Avatars, "u1", "z.png").expect("path");
+        let theirs = StorePath::for_entry(Bucket::Images, "u1", "d.png").expect("path");
+        s.begin().expect("begin");
+        assert!(put(&mut s, "a.png", b"ours"));
+        assert!(put(&mut s, "d.png", b"ours too"));
+        assert!(s
+            .write_file(&avatar, &mut &b"never placed"[..])
+            .expect("write"));
+        // Before the commit, someone else writes d.png, and a plain file
+        // takes the place of the avatars folder, so the third move fails
+        // after the first was made.
+        let d = s.path(&theirs);
+        fs::create_dir_all(d.parent().expect("parent")).expect("mkdir");
+        fs::write(&d, b"theirs").expect("write theirs");
+        let folder = s.path(&avatar).parent().expect("parent").to_owned();
+        fs::create_dir_all(folder.parent().expect("parent")).expect("mkdir");
+        fs::write(&folder, b"not a folder").expect("block");
+        assert!(s.commit().is_err());
+        let a = s.path(&StorePath::for_entry(Bucket::Images, "u1", "a.png").expect("path"));
+        assert!(!a.exists(), "the file the commit placed is taken back");
+        assert_eq!(fs::read(&d).expect("read d"), b"theirs", "theirs stays");
+        let mut left = tree(&dir.path().join("data"));
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     #[test]
