@@ -81,6 +81,8 @@ pub(crate) fn read_indexed<R: Read + Seek>(
     let mut cd = read_directory(r, limits, |fields, raw| {
         Table::new_slot(&mut names, fields, raw)
     })?;
+    // The names' string grew by doubling: up to half of it is unused.
+    names.shrink_to_fit();
     // Names are classified once the directory is read, on two threads
     // when it is large; until then each slot holds a placeholder.
     let bad = Table::classify(&names, &mut cd.entries, PARALLEL_INDEX);
@@ -207,10 +209,12 @@ fn index_parsed(
     // Duplicates: names grouped by hash, compared within a group; the
     // first stays. No copy of any name is made.
     let hasher = std::collections::hash_map::RandomState::new();
-    let mut hashed: Vec<(u64, usize)> = (0..records)
-        .filter(|&i| keep[i])
-        .map(|i| (entries.hash_of(&hasher, i), i))
-        .collect();
+    let mut hashed: Vec<(u64, usize)> = Vec::with_capacity(records);
+    hashed.extend(
+        (0..records)
+            .filter(|&i| keep[i])
+            .map(|i| (entries.hash_of(&hasher, i), i)),
+    );
     hashed.sort_unstable();
     for group in hashed.chunk_by(|a, b| a.0 == b.0) {
         for (k, &(_, b)) in group.iter().enumerate() {

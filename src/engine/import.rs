@@ -407,26 +407,22 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         }
     }
 
-    // The file entries of the selected domains, by position (the names
-    // stay in the archive's entry list): announced to the sink now,
-    // restored after the rows.
-    let selected_files: Vec<usize> = archive
-        .entries()
-        .enumerate()
-        .filter(|(_, e)| match e.file() {
-            Some((bucket, _)) => domain::bucket_domains(bucket)
-                .iter()
-                .any(|d| domains.contains(d)),
-            None => false,
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if !dry && !selected_files.is_empty() {
-        let count = selected_files.len() as u64;
-        let bytes = selected_files
+    // The file entries of the selected domains (found again in the
+    // archive's entry list when their turn comes, not listed): announced
+    // to the sink now, restored after the rows.
+    let selected = |e: &crate::archive::EntryRef<'_>| match e.file() {
+        Some((bucket, _)) => domain::bucket_domains(bucket)
             .iter()
-            .filter_map(|&i| archive.entry(i))
-            .fold(0u64, |b, e| b.saturating_add(e.uncompressed_size()));
+            .any(|d| domains.contains(d)),
+        None => false,
+    };
+    let (count, bytes) = archive
+        .entries()
+        .filter(selected)
+        .fold((0u64, 0u64), |(n, b), e| {
+            (n + 1, b.saturating_add(e.uncompressed_size()))
+        });
+    if !dry && count > 0 {
         sink.expect_files(count, bytes)
             .map_err(store("preparing for the files"))?;
     }
@@ -509,8 +505,8 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     // Files.
     p.phase = "files";
     p.table = None;
-    for i in selected_files {
-        let Some((bucket, name, size)) = archive.entry(i).and_then(|e| {
+    for i in 0..archive.entries().len() {
+        let Some((bucket, name, size)) = archive.entry(i).filter(selected).and_then(|e| {
             let (bucket, name) = e.file()?;
             Some((bucket, name.into_owned(), e.uncompressed_size()))
         }) else {
