@@ -186,7 +186,7 @@ fn index_parsed(
     bad: Vec<(usize, NameError)>,
     limits: &Limits,
 ) -> (Indexed, Vec<ArchiveError>) {
-    let overlap = directory_problems(&cd, |s| raw_in(&names, s).to_owned());
+    let overlap = directory_problems(&cd, true, |s| raw_in(&names, s).to_owned());
     let file_len = cd.file_len;
     let mut entries = Table::new(std::mem::take(&mut cd.entries), names);
     let records = entries.len();

@@ -54,6 +54,10 @@ impl DirectoryEntry for Slot {
     fn set_space_end(&mut self, end: u64) {
         self.space_end = end;
     }
+
+    fn space_end(&self) -> u64 {
+        self.space_end
+    }
 }
 
 /// The placeholder shape of a name not classified (yet, or ever).
