@@ -946,24 +946,20 @@ mod tests {
         };
         assert_eq!(e.name(), name);
         assert!(e.is(&name));
-        let (kind, part) = name.kind_and_part();
-        let hits: Vec<usize> = indexed
-            .by_name
-            .candidates(kind, part)
-            .filter(|&k| t.is(k, kind, part))
-            .collect();
-        assert_eq!(hits, [1]);
+        let hits = |name: &EntryName| -> Vec<usize> {
+            let (kind, part) = name.kind_and_part();
+            indexed
+                .by_name
+                .candidates(kind, part)
+                .filter(|&k| t.is(k, kind, part))
+                .collect()
+        };
+        assert_eq!(hits(&name), [1]);
         // The entry after the dropped duplicate moved down and is found there.
         let y = EntryName::File {
             bucket: Bucket::ThemeAssets,
             name: "b/y.png".into(),
         };
-        let (kind, part) = y.kind_and_part();
-        let hits: Vec<usize> = indexed
-            .by_name
-            .candidates(kind, part)
-            .filter(|&k| t.is(k, kind, part))
-            .collect();
-        assert_eq!(hits, [3]);
+        assert_eq!(hits(&y), [3]);
     }
 }
