@@ -485,6 +485,18 @@ impl<R> Archive<R> {
 
     /// Every entry, in central-directory order (an `ExactSizeIterator`
     /// of views into the directory kept in memory; nothing is copied).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let file = std::fs::File::open("backup.lvbak")?;
+    /// let archive = lvbak::Archive::open(file, lvbak::Limits::default())?;
+    /// for e in archive.entries() {
+    ///     if let Some((bucket, name)) = e.file() {
+    ///         println!("{bucket}/{name}: {} bytes", e.uncompressed_size());
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn entries(&self) -> Entries<'_> {
         self.entries.iter()
     }
