@@ -318,3 +318,76 @@ fn parallel_compression_is_deterministic_and_reads_back() {
     assert!(s.len() > 3 << 20, "not multi-segment: {}", s.len());
     assert_eq!(s.lines().count(), 40_000);
 }
+
+/// The central directory of `zip` with its records in reverse order (same
+/// size and place, so the end records still hold; offsets below 4 GiB).
+fn reverse_directory(mut zip: Vec<u8>) -> Vec<u8> {
+    let eocd = zip.len() - 22;
+    let u16_at = |b: &[u8], at: usize| usize::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+    let (mut size, mut start) = (u32_at(&zip, eocd + 12), u32_at(&zip, eocd + 16));
+    if start == 0xFFFF_FFFF || size == 0xFFFF_FFFF {
+        // The ZIP64 end record sits before its 20-byte locator.
+        let z = eocd - 20 - 56;
+        assert_eq!(u32_at(&zip, z), 0x0606_4b50);
+        size = u32_at(&zip, z + 40);
+        start = u32_at(&zip, z + 48);
+    }
+    let mut records = Vec::new();
+    let mut p = start;
+    while p < start + size {
+        assert_eq!(u32_at(&zip, p), 0x0201_4b50);
+        let len = 46 + u16_at(&zip, p + 28) + u16_at(&zip, p + 30) + u16_at(&zip, p + 32);
+        records.push(zip[p..p + len].to_vec());
+        p += len;
+    }
+    records.reverse();
+    zip.splice(start..start + size, records.concat());
+    zip
+}
+
+#[test]
+fn a_directory_out_of_offset_order_reads_the_same() {
+    let m = Manifest::new("00000000-0000-4000-8000-000000000000", 1_795_522_458);
+    // Without digests: version-2 digests follow the directory's order.
+    let opts = WriteOptions {
+        digests: false,
+        ..WriteOptions::default()
+    };
+    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, opts).unwrap();
+    let mut t = w.table("chats").unwrap();
+    for i in 0..50 {
+        t.write_row(&format!(r#"{{"id":"c{i}","name":"chat {i}"}}"#))
+            .unwrap();
+    }
+    t.finish().unwrap();
+    for i in 0..20u8 {
+        let body = vec![i; usize::from(i) * 100];
+        w.add_file(Bucket::Avatars, &format!("a{i}.png"), &body[..])
+            .unwrap();
+    }
+    let (bytes, _) = w.finish().unwrap();
+    let reversed = reverse_directory(bytes.clone());
+    assert_ne!(reversed, bytes);
+    let mut a = Archive::open(Cursor::new(&bytes), Limits::default()).unwrap();
+    let mut b = Archive::open(Cursor::new(&reversed), Limits::default()).unwrap();
+    assert_eq!(b.entries().next().unwrap().path(), "manifest-stats.json");
+    let (mut ta, mut fa) = content(&mut a);
+    let (mut tb, mut fb) = content(&mut b);
+    ta.sort();
+    tb.sort();
+    fa.sort();
+    fb.sort();
+    assert_eq!(fa.len(), 20);
+    assert!(
+        ta == tb && fa == fb,
+        "the reordered archive reads differently"
+    );
+    let report = lvbak::archive::verify(
+        Cursor::new(&reversed),
+        Limits::default(),
+        lvbak::archive::Depth::Deep,
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

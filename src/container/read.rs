@@ -409,13 +409,28 @@ pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
         });
     }
     // Each entry's space ends where the next local header (by offset)
-    // begins; the last one's, where the directory begins.
-    let order = by_offset(&out);
-    for w in order.windows(2) {
-        out[w[0].1].set_space_end(w[1].0);
-    }
-    if let Some(&(_, last)) = order.last() {
-        out[last].set_space_end(cd_offset);
+    // begins; the last one's, where the directory begins. Writers list
+    // entries in the order they wrote them, so the directory is usually
+    // in offset order already and needs no sorted copy.
+    let in_order = out
+        .windows(2)
+        .all(|w| w[0].fields().local_offset <= w[1].fields().local_offset);
+    if in_order {
+        for i in 1..out.len() {
+            let next = out[i].fields().local_offset;
+            out[i - 1].set_space_end(next);
+        }
+        if let Some(last) = out.last_mut() {
+            last.set_space_end(cd_offset);
+        }
+    } else {
+        let order = by_offset(&out);
+        for w in order.windows(2) {
+            out[w[0].1].set_space_end(w[1].0);
+        }
+        if let Some(&(_, last)) = order.last() {
+            out[last].set_space_end(cd_offset);
+        }
     }
     Ok(CentralDirectory {
         entries: out,
