@@ -2,9 +2,13 @@
 //! (the central directory being written, the files an export still has to
 //! copy) without growing memory: records are kept in chunks of whole
 //! records, in memory, or, once a folder is given and the first chunk is
-//! full, in an anonymous temporary file there.
+//! full, in an anonymous temporary file there. [`LoggedNames`] finds a
+//! name kept in such a log again without a second copy of it.
 
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -159,6 +163,57 @@ impl SpillLog {
             }
         }
         f(&self.current)
+    }
+}
+
+/// Names whose bytes are kept elsewhere (in records of a [`SpillLog`]),
+/// found again without a second copy of every name: a keyed 64-bit hash
+/// of each name → where the first name with that hash is kept, and the
+/// rare names whose hash an earlier name already holds, kept whole.
+#[derive(Default)]
+pub(crate) struct LoggedNames {
+    keys: RandomState,
+    first: HashMap<u64, u64>,
+    collided: HashSet<Box<str>>,
+    /// Tests: every name hashes alike, so that every name after the first
+    /// takes the collision path.
+    #[cfg(test)]
+    pub(crate) all_collide: bool,
+}
+
+impl LoggedNames {
+    fn hash(&self, name: &str) -> u64 {
+        #[cfg(test)]
+        if self.all_collide {
+            return 0;
+        }
+        self.keys.hash_one(name)
+    }
+
+    /// Whether `name` was recorded. `is_at(at)` says whether the name kept
+    /// at `at` (read back from where it is kept) is `name`.
+    pub(crate) fn contains<E>(
+        &self,
+        name: &str,
+        is_at: impl FnOnce(u64) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let Some(&at) = self.first.get(&self.hash(name)) else {
+            return Ok(false);
+        };
+        Ok(is_at(at)? || self.collided.contains(name))
+    }
+
+    /// Records `name`, which is not recorded yet, as kept at `at`.
+    pub(crate) fn insert(&mut self, name: &str, at: u64) {
+        let h = self.hash(name);
+        match self.first.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert(at);
+            }
+            Entry::Occupied(_) => {
+                self.collided.insert(name.into());
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! classic record; an entry past 4 GiB (size or offset) gets the 28-byte
 //! ZIP64 extra in its central record only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::directory::{is_large, CentralRecord, Directory};
 use super::records::*;
 use super::ContainerError;
+use crate::spill::LoggedNames;
 
 /// Version made by: Unix, spec 4.5 (what the 1.1 server writes).
 pub const VERSION_MADE_BY: u16 = 0x032D;
@@ -65,21 +66,6 @@ pub struct WrittenEntry {
     pub compressed_size: u64,
     /// Uncompressed size.
     pub uncompressed_size: u64,
-}
-
-/// The names written so far, for refusing a repeated one without a second
-/// copy of every name: a keyed 64-bit hash → where the central record of
-/// the first entry with that hash starts in the [`Directory`] (its name is
-/// there), and the rare names whose hash another name already holds.
-#[derive(Default)]
-struct NameSet {
-    keys: std::collections::hash_map::RandomState,
-    first: std::collections::HashMap<u64, u64>,
-    collided: HashSet<Box<str>>,
-    /// Tests: every name hashes alike, so that every name after the first
-    /// takes the collision path.
-    #[cfg(test)]
-    all_collide: bool,
 }
 
 struct Open {
@@ -263,7 +249,9 @@ struct Segments {
 pub struct ZipWriter<W: Write> {
     out: Counting<W>,
     directory: Directory,
-    names: NameSet,
+    /// The names written so far (each kept in its central record), for
+    /// refusing a repeated one.
+    names: LoggedNames,
     open: Option<Open>,
     pending: Vec<u8>,
     segments: Segments,
@@ -279,7 +267,7 @@ impl<W: Write> ZipWriter<W> {
         ZipWriter {
             out: Counting { inner: out, pos: 0 },
             directory: Directory::default(),
-            names: NameSet::default(),
+            names: LoggedNames::default(),
             open: None,
             pending: Vec::new(),
             segments: Segments::default(),
@@ -313,49 +301,35 @@ impl<W: Write> ZipWriter<W> {
         }
     }
 
-    /// The keyed hash of `name`, and whether an entry of that name was
-    /// written or started.
-    fn lookup(&mut self, name: &str) -> Result<(u64, bool), ContainerError> {
-        use std::hash::BuildHasher;
-        let h = self.names.keys.hash_one(name);
-        #[cfg(test)]
-        let h = if self.names.all_collide { 0 } else { h };
-        let Some(&at) = self.names.first.get(&h) else {
-            return Ok((h, false));
-        };
+    /// Whether an entry of that name was written or started.
+    fn lookup(&mut self, name: &str) -> Result<bool, ContainerError> {
+        let (open, directory) = (&self.open, &mut self.directory);
         // The record at `at` is finished, or it is the open entry's, the
         // next one the directory takes.
-        let same = match &self.open {
-            Some(o) if at == self.directory.len() => o.name == name,
-            _ => {
-                let held = self.directory.name_at(at);
-                self.check(held)? == name.as_bytes()
-            }
-        };
-        Ok((h, same || self.names.collided.contains(name)))
+        let found = self.names.contains(name, |at| match open {
+            Some(o) if at == directory.len() => Ok(o.name == name),
+            _ => directory.name_at(at).map(|held| held == name.as_bytes()),
+        });
+        self.check(found)
     }
 
     /// Records `name` for the entry about to start; `false` when an entry
     /// of that name was written (or started) before.
     fn insert_name(&mut self, name: &str) -> Result<bool, ContainerError> {
-        let (h, present) = self.lookup(name)?;
-        if present {
+        if self.lookup(name)? {
             return Ok(false);
         }
-        if self.names.first.contains_key(&h) {
-            self.names.collided.insert(name.into());
-        } else {
-            // (An entry is started only when none is open: its record is
-            // the next one the directory takes.)
-            self.names.first.insert(h, self.directory.len());
-        }
+        // (An entry is started only when none is open: its record is the
+        // next one the directory takes.)
+        let at = self.directory.len();
+        self.names.insert(name, at);
         Ok(true)
     }
 
     /// Whether an entry named `name` was written (or is open).
     pub fn contains(&mut self, name: &str) -> Result<bool, ContainerError> {
         self.guard()?;
-        Ok(self.lookup(name)?.1)
+        self.lookup(name)
     }
 
     /// Keeps the central directory of a large archive (past its first MiB

@@ -5,27 +5,18 @@
 //! at where its record starts, so a path staged again is found by reading
 //! that one record back.
 
-use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
 use std::io;
 use std::path::Path;
 
-use crate::spill::SpillLog;
+use crate::spill::{LoggedNames, SpillLog};
 
 /// Staged paths, in staging order (see the module docs).
 #[derive(Default)]
 pub(super) struct Staged {
-    keys: RandomState,
-    /// Hash of a path → offset of the record of the first path with it.
-    first: HashMap<u64, u64>,
-    /// The rare paths whose hash an earlier path already holds.
-    collided: HashSet<Box<str>>,
+    /// Each path → where its record starts in `log`.
+    names: LoggedNames,
     log: SpillLog,
     count: usize,
-    /// Tests: every path hashes alike.
-    #[cfg(test)]
-    all_collide: bool,
 }
 
 impl Staged {
@@ -41,20 +32,11 @@ impl Staged {
         self.count
     }
 
-    fn hash(&self, path: &str) -> u64 {
-        #[cfg(test)]
-        if self.all_collide {
-            return 7;
-        }
-        self.keys.hash_one(path)
-    }
-
     /// Whether `path` was staged.
     pub(super) fn contains(&mut self, path: &str) -> io::Result<bool> {
-        let Some(&at) = self.first.get(&self.hash(path)) else {
-            return Ok(false);
-        };
-        Ok(self.path_at(at)? == path || self.collided.contains(path))
+        let log = &mut self.log;
+        self.names
+            .contains(path, |at| Ok(path_at(log, at)? == path))
     }
 
     /// Stages `path` (which must not be staged already) as number
@@ -67,26 +49,9 @@ impl Staged {
             b.extend_from_slice(&len.to_le_bytes());
             b.extend_from_slice(path.as_bytes());
         })?;
-        match self.first.entry(self.hash(path)) {
-            Entry::Vacant(v) => {
-                v.insert(at);
-            }
-            Entry::Occupied(_) => {
-                self.collided.insert(path.into());
-            }
-        }
+        self.names.insert(path, at);
         self.count += 1;
         Ok(())
-    }
-
-    fn path_at(&mut self, at: u64) -> io::Result<String> {
-        let head = self.log.read_at(at, 4)?;
-        let len = head
-            .try_into()
-            .map(u32::from_le_bytes)
-            .map_err(|_| io::Error::other("a staged path's record is cut short"))?;
-        let len = usize::try_from(len).map_err(io::Error::other)?;
-        String::from_utf8(self.log.read_at(at + 4, len)?).map_err(io::Error::other)
     }
 
     /// Hands each staged path to `f` with its number, in staging order.
@@ -113,6 +78,17 @@ impl Staged {
     }
 }
 
+/// The path whose record starts at `at` in `log`.
+fn path_at(log: &mut SpillLog, at: u64) -> io::Result<String> {
+    let head = log.read_at(at, 4)?;
+    let len = head
+        .try_into()
+        .map(u32::from_le_bytes)
+        .map_err(|_| io::Error::other("a staged path's record is cut short"))?;
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    String::from_utf8(log.read_at(at + 4, len)?).map_err(io::Error::other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +105,7 @@ mod tests {
                 true => Staged::in_folder(dir.path()),
                 false => Staged::default(),
             };
-            s.all_collide = collide;
+            s.names.all_collide = collide;
             // Enough paths for several 1 MiB chunks without the collisions
             // (a set where every path collides holds them all in memory).
             let n = if collide { 3_000 } else { 40_000 };
