@@ -240,7 +240,7 @@ impl Shape {
             let part = raw
                 .get(usize::from(self.start)..usize::from(self.end))
                 .unwrap_or_default();
-            part.replace('\\', "/")
+            slashed(part).into_owned()
         };
         match self.kind {
             Kind::Manifest => EntryName::Manifest,
@@ -272,6 +272,15 @@ impl EntryName {
     }
 }
 
+/// `text` with `/` for every `\`, as names are read (copied only for the
+/// rare text that holds a backslash).
+pub(crate) fn slashed(text: &str) -> std::borrow::Cow<'_, str> {
+    match memchr::memchr(b'\\', text.as_bytes()) {
+        Some(_) => text.replace('\\', "/").into(),
+        None => text.into(),
+    }
+}
+
 /// Checks `raw` against the allowlist and says what it names, without
 /// copying anything (a backslash reads as `/`; the variable part's
 /// position is the same either way, the replacement keeping lengths).
@@ -298,11 +307,7 @@ pub(crate) fn classify(raw: &str) -> Result<Shape, NameRule> {
     if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
         return Err(NameRule::DriveLetter);
     }
-    // A copy only for the rare name with a backslash.
-    let name: std::borrow::Cow<'_, str> = match memchr::memchr(b'\\', b) {
-        Some(_) => raw.replace('\\', "/").into(),
-        None => raw.into(),
-    };
+    let name = slashed(raw);
     if name
         .as_bytes()
         .split(|&c| c == b'/')

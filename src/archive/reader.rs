@@ -1,6 +1,5 @@
 //! [`Archive`]: reading a `.lvbak` over any `Read + Seek`.
 
-use std::hash::BuildHasher;
 use std::io::{BufReader, Read, Seek};
 use std::sync::Arc;
 
@@ -831,7 +830,7 @@ impl NameIndex {
     /// Positions whose name has the same hash as the name of kind `kind`
     /// with variable part `part` (see [`Table::hash_of`]).
     fn candidates(&self, kind: Kind, part: &str) -> impl Iterator<Item = usize> + '_ {
-        let h = self.hasher.hash_one((kind, part));
+        let h = Table::name_hash(&self.hasher, kind, part);
         let start = self.sorted.partition_point(|&(x, _)| x < h);
         self.sorted[start..]
             .iter()

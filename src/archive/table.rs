@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use crate::container::{CentralEntry, DirectoryEntry, Fields};
-use crate::entry_name::{Bucket, EntryName, Kind, Shape};
+use crate::entry_name::{slashed, Bucket, EntryName, Kind, Shape};
 
 /// One entry: its parsed name and what the central directory says of it
 /// (an owned copy; [`EntryRef`] reads the same without copying).
@@ -29,8 +29,6 @@ pub(crate) struct Slot {
     name_at: usize,
     /// What the name names (a placeholder until the name is classified).
     shape: Shape,
-    /// The raw name holds a backslash (read as `/`).
-    backslash: bool,
 }
 
 impl Slot {
@@ -90,7 +88,6 @@ impl Table {
             space_end: 0,
             name_at,
             shape: UNCLASSIFIED,
-            backslash: memchr::memchr(b'\\', raw.as_bytes()).is_some(),
         }
     }
 
@@ -157,7 +154,13 @@ impl Table {
     /// The hash the lookup by name files entry `i` under.
     pub(crate) fn hash_of(&self, hasher: &impl BuildHasher, i: usize) -> u64 {
         let s = self.slot(i);
-        hasher.hash_one((s.shape.kind, &*self.part(s)))
+        Table::name_hash(hasher, s.shape.kind, &self.part(s))
+    }
+
+    /// The hash of the name of kind `kind` with variable part `part`, for
+    /// the lookup by name.
+    pub(crate) fn name_hash(hasher: &impl BuildHasher, kind: Kind, part: &str) -> u64 {
+        hasher.hash_one((kind, part))
     }
 
     /// True when entry `i` is `kind` with variable part `part`.
@@ -200,10 +203,7 @@ impl Table {
         let part = raw
             .get(usize::from(s.shape.start)..usize::from(s.shape.end))
             .unwrap_or_default();
-        match s.backslash {
-            true => Cow::Owned(part.replace('\\', "/")),
-            false => Cow::Borrowed(part),
-        }
+        slashed(part)
     }
 }
 
@@ -246,12 +246,7 @@ impl<'a> EntryRef<'a> {
     /// The name as text, with `/` for any `\` of the raw name: what
     /// [`EntryName`]'s `Display` gives.
     pub fn path(&self) -> Cow<'a, str> {
-        let s = self.slot();
-        let raw = self.table.raw(s);
-        match s.backslash {
-            true => Cow::Owned(raw.replace('\\', "/")),
-            false => Cow::Borrowed(raw),
-        }
+        slashed(self.raw_name())
     }
 
     /// The name exactly as the central directory spells it.
