@@ -185,7 +185,9 @@ pub fn verify_path(
     };
     let archive = &archive;
     report.problems.extend(digest_coverage(archive));
-    // Largest entries first, dealt round-robin.
+    // Largest entries first; each thread takes the next one when it is
+    // free, so the one holding the largest entry is not also handed a
+    // share of the rest.
     let mut order: Vec<(std::cmp::Reverse<u64>, usize)> = archive
         .entries()
         .enumerate()
@@ -195,23 +197,27 @@ pub fn verify_path(
     let total = order.len() as u64;
     let done = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let mut found: Vec<(usize, Problem)> = Vec::new();
+    let mut reopen_failed: Option<std::io::Error> = None;
+    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<usize> = order
-                    .iter()
-                    .map(|&(_, i)| i)
-                    .skip(t)
-                    .step_by(threads)
-                    .collect();
-                let (done, bytes) = (&done, &bytes);
+            .map(|_| {
+                let (done, bytes, next, order) = (&done, &bytes, &next, &order);
+                let running = running_tx.clone();
                 sc.spawn(move || {
+                    // Dropped when this thread ends, however it ends.
+                    let _running = running;
                     let mut out = Vec::new();
-                    let Ok(f) = open() else { return out };
+                    let f = match open() {
+                        Ok(f) => f,
+                        Err(e) => return (out, Some(e)),
+                    };
                     let mut a = archive.share_with(f);
-                    for i in mine {
+                    while let Some(&(_, i)) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let Some(e) = a.entry(i).map(|e| e.to_entry()) else {
+                            done.fetch_add(1, Ordering::Relaxed);
                             continue;
                         };
                         match deep_entry(&mut a, i, &e.name) {
@@ -225,26 +231,50 @@ pub fn verify_path(
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }
-                    out
+                    (out, None)
                 })
             })
             .collect();
-        while handles.iter().any(|h| !h.is_finished()) {
+        drop(running_tx);
+        // Progress every 50 ms, and no waiting once the last thread ends
+        // (the channel disconnects when every sender is dropped).
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            running_rx.recv_timeout(std::time::Duration::from_millis(50))
+        {
             progress(
                 done.load(Ordering::Relaxed),
                 total,
                 bytes.load(Ordering::Relaxed),
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         for h in handles {
-            if let Ok(v) = h.join() {
+            if let Ok((v, e)) = h.join() {
                 found.extend(v);
+                if reopen_failed.is_none() {
+                    reopen_failed = e;
+                }
             }
         }
     });
     found.sort_by_key(|(i, _)| *i);
     report.problems.extend(found.into_iter().map(|(_, p)| p));
+    let checked = done.load(Ordering::Relaxed);
+    if checked < total {
+        // Every checking thread failed to open the file (or stopped):
+        // the entries left are reported, never passed over in silence.
+        let why = reopen_failed.map_or_else(
+            || "a checking thread stopped".to_owned(),
+            |e| format!("the archive could not be opened again: {e}"),
+        );
+        report.problems.push(Problem {
+            entry: None,
+            code: "container",
+            message: format!(
+                "{} of {total} entries were not checked ({why})",
+                total - checked
+            ),
+        });
+    }
     report.bytes_checked = bytes.load(Ordering::Relaxed);
     progress(total, total, report.bytes_checked);
     report
