@@ -222,79 +222,68 @@ fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
 /// does): `"` and `\` are backslash-escaped, U+0008/0009/000A/000C/000D
 /// use their short escapes, every other control character below U+0020
 /// becomes `\u00xx` with lowercase hex, and everything else (including
-/// U+007F, U+2028 and U+2029) is written as raw UTF-8. Eight bytes are
-/// checked at a time; only a word holding a byte to escape is looked at
-/// byte by byte.
+/// U+007F, U+2028 and U+2029) is written as raw UTF-8. Runs of plain
+/// bytes are found with [`plain_end`] and copied whole.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut clean = 0; // start of the bytes not yet copied
     let mut i = 0;
-    while i < b.len() {
-        i = skip_plain_words(b, i);
-        // Byte by byte to the end of this word (or of the string).
-        let end = (i + 8).min(b.len());
-        while i < end {
-            let c = b[i];
-            let esc: &[u8] = match c {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                0x08 => b"\\b",
-                0x0C => b"\\f",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1F => b"",
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
-            out.extend_from_slice(&b[clean..i]);
-            if esc.is_empty() {
-                out.extend_from_slice(b"\\u00");
-                out.push(crate::envelope::codec::hex_digit(c >> 4));
-                out.push(crate::envelope::codec::hex_digit(c));
-            } else {
-                out.extend_from_slice(esc);
+    loop {
+        i = plain_end(b, i);
+        let Some(&c) = b.get(i) else { break };
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1F => b"",
+            _ => {
+                i += 1;
+                continue;
             }
-            i += 1;
-            clean = i;
+        };
+        out.extend_from_slice(&b[clean..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(crate::envelope::codec::hex_digit(c >> 4));
+            out.push(crate::envelope::codec::hex_digit(c));
+        } else {
+            out.extend_from_slice(esc);
         }
+        i += 1;
+        clean = i;
     }
     out.extend_from_slice(&b[clean..]);
     out.push(b'"');
 }
 
-/// The first position from `i` on that does not start eight plain bytes
-/// (no `"`, `\\` or control character; see [`needs_care`]); `i` itself
-/// when fewer than eight bytes are left.
-fn skip_plain_words(b: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        if needs_care(u64::from_le_bytes(w)) {
-            break;
+/// The first position from `i` on holding a `"`, a `\\` or a control
+/// character (below 0x20), or `b.len()` when there is none: the end of the
+/// plain run a JSON string scanner can pass over. `memchr2` finds the next
+/// quote or backslash a window at a time and the window's bytes before it
+/// are checked for control characters in one vectorisable pass, so each
+/// byte is looked at a bounded number of times even when control
+/// characters are many (each call scans at most one window past its stop).
+fn plain_end(b: &[u8], mut i: usize) -> usize {
+    const WINDOW: usize = 256;
+    while let Some(rest) = b.get(i..).filter(|r| !r.is_empty()) {
+        let w = rest.get(..WINDOW).unwrap_or(rest);
+        let stop = memchr::memchr2(b'"', b'\\', w).unwrap_or(w.len());
+        let span = w.get(..stop).unwrap_or(w);
+        if span.iter().fold(0u8, |a, &c| a | u8::from(c < 0x20)) != 0 {
+            return i + span.iter().position(|&c| c < 0x20).unwrap_or(stop);
         }
-        i += 8;
+        i += stop;
+        if stop < w.len() {
+            return i;
+        }
     }
-    i
-}
-
-/// Whether any of the eight bytes in `w` is `"`, `\\` or below 0x20
-/// (classic SWAR tests: no false negatives; a false positive only sends
-/// the scanner down its byte-wise path).
-const fn needs_care(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const fn has_zero(x: u64) -> u64 {
-        x.wrapping_sub(ONES) & !x & HIGH
-    }
-    let quote = has_zero(w ^ (ONES * 0x22));
-    let backslash = has_zero(w ^ (ONES * 0x5C));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (quote | backslash | control) != 0
+    b.len().min(i)
 }
 
 /// Checks one line: UTF-8, JSON syntax, depth; reports whether it is an
@@ -451,7 +440,7 @@ impl Parser<'_> {
         loop {
             // Eight plain bytes at a time; anything else takes the
             // byte-wise path below.
-            self.i = skip_plain_words(self.b, self.i);
+            self.i = plain_end(self.b, self.i);
             match self.peek() {
                 None => return Err(self.err("closing '\"'")),
                 Some(b'"') => {
@@ -899,17 +888,24 @@ mod tests {
     }
 
     #[test]
-    fn needs_care_finds_every_special_byte_in_every_position() {
-        for pos in 0..8 {
+    fn plain_end_finds_every_special_byte_in_every_position() {
+        // Positions around and across the scanning window's edges, and
+        // a second special byte after the first (the first one wins).
+        for pos in (0..40).chain(250..262).chain(505..520) {
             for special in (0u8..0x20).chain([b'"', b'\\']) {
-                let mut w = [b'a'; 8];
-                w[pos] = special;
-                assert!(needs_care(u64::from_le_bytes(w)), "{special:#x} at {pos}");
+                let mut b = vec![b'a'; 600];
+                b[pos] = special;
+                b[pos + 3] = b'"';
+                assert_eq!(plain_end(&b, 0), pos, "{special:#x} at {pos}");
+                assert_eq!(plain_end(&b, pos), pos, "{special:#x} at {pos}");
             }
         }
         for plain in (0x20u8..=0xff).filter(|c| *c != b'"' && *c != b'\\') {
-            assert!(!needs_care(u64::from_le_bytes([plain; 8])), "{plain:#x}");
+            assert_eq!(plain_end(&[plain; 700], 0), 700, "{plain:#x}");
+            assert_eq!(plain_end(&[plain; 700], 699), 700, "{plain:#x}");
         }
+        assert_eq!(plain_end(b"ab", 2), 2);
+        assert_eq!(plain_end(b"ab", 5), 2);
         // Long strings through the fast path keep exact error positions.
         let mut line = format!("{{\"a\":\"{}", "x".repeat(37)).into_bytes();
         line.push(0x01);
