@@ -522,8 +522,10 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
     }
 }
 
-/// The folder of an archive being written, where a large archive's central
-/// directory waits in a temporary file (see [`WriteOptions::spill_dir`]).
+/// The folder of a file being written (an archive, or an import's
+/// database), where a large archive's central directory waits in a
+/// temporary file (see [`WriteOptions::spill_dir`] and
+/// `ImportOptions::spill_dir`).
 fn spill_dir(output: &Path) -> Option<PathBuf> {
     match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => Some(p.to_path_buf()),
@@ -1229,21 +1231,21 @@ struct ImportArgs<'a> {
 }
 
 fn cmd_import(cli: &Cli, archive: &Path, o: &ImportArgs<'_>) -> Result<u8, Failure> {
-    let mut a = Archive::open(open_file(archive)?, limits(cli))?;
+    let a = Archive::open(open_file(archive)?, limits(cli))?;
     let ticket = o.ticket.map(read_ticket).transpose()?;
     if o.dry_run && !o.db.exists() {
         // A plan against a database that does not exist yet: plan against an empty one.
         let mut mem = lvbak::store::memory::MemoryStore::new(o.user);
-        return finish_import(cli, o, &mut a, &mut mem, ticket);
+        return finish_import(cli, o, a, &mut mem, ticket);
     }
     let mut store = open_store(o.db, o.data_dir, o.user)?;
-    finish_import(cli, o, &mut a, &mut store, ticket)
+    finish_import(cli, o, a, &mut store, ticket)
 }
 
 fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>(
     cli: &Cli,
     o: &ImportArgs<'_>,
-    a: &mut Archive<R>,
+    a: Archive<R>,
     sink: &mut K,
     ticket: Option<Ticket>,
 ) -> Result<u8, Failure> {
@@ -1258,10 +1260,12 @@ fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>
         },
         dry_run: o.dry_run,
         now: None,
+        // The file entries wait beside the database while rows are written.
+        spill_dir: spill_dir(o.db),
     };
     let pb = engine_bar(cli, "importing");
     let cancel = lvbak::engine::CancelToken::new();
-    let report = lvbak::engine::import(
+    let report = lvbak::engine::import_owned(
         a,
         sink,
         &opts,

@@ -571,6 +571,74 @@ fn rows_inserted_by_the_import_are_not_looked_up_again() {
     assert!(t.row_lookups <= 2, "{} look-ups", t.row_lookups);
 }
 
+#[test]
+fn one_open_archive_serves_a_dry_run_then_the_import_and_import_owned_matches() {
+    // The import sets the file entries aside while it writes rows; the
+    // caller's archive lists them all again afterwards.
+    let mut s = MemoryStore::new("u-1");
+    s.put(
+        "chats",
+        json!({"id": "chat-1", "user_id": "u-1", "name": "c"}),
+    );
+    for i in 0..40u32 {
+        let id = format!("{i:08x}-0000-4000-8000-000000000000");
+        s.put(
+            "images",
+            json!({"id": id, "user_id": "u-1", "filename": format!("{id}.png")}),
+        );
+        s.data
+            .files
+            .insert(format!("images/{id}.png"), vec![i as u8; 100]);
+    }
+    let (bytes, _) = export(
+        &mut s,
+        Vec::new(),
+        &ExportOptions::default(),
+        &mut |_| {},
+        &CancelToken::new(),
+    )
+    .unwrap();
+    let mut a = Archive::open(Cursor::new(bytes.clone()), Limits::default()).unwrap();
+    let listed =
+        |a: &Archive<Cursor<Vec<u8>>>| a.entries().map(|e| e.to_entry()).collect::<Vec<_>>();
+    let before = listed(&a);
+    let mut t = MemoryStore::new("u-9");
+    let dry = ImportOptions {
+        dry_run: true,
+        now: Some(1),
+        ..ImportOptions::default()
+    };
+    let plan = run(&mut a, &mut t, &dry).unwrap();
+    assert_eq!(listed(&a), before);
+    let dir = tempfile::tempdir().unwrap();
+    let apply = ImportOptions {
+        now: Some(1),
+        spill_dir: Some(dir.path().to_path_buf()),
+        ..ImportOptions::default()
+    };
+    let done = run(&mut a, &mut t, &apply).unwrap();
+    assert_eq!(listed(&a), before);
+    assert_eq!(plan.files, done.files);
+    assert_eq!(done.files[&lvbak::Bucket::Images].written, 40);
+    for i in 0..40u32 {
+        let key = format!("images/{i:08x}-0000-4000-8000-000000000000.png");
+        assert_eq!(t.data.files.get(&key), Some(&vec![i as u8; 100]), "{key}");
+    }
+    // Handing the archive over gives the same import.
+    let mut u = MemoryStore::new("u-9");
+    let owned = lvbak::engine::import_owned(
+        Archive::open(Cursor::new(bytes), Limits::default()).unwrap(),
+        &mut u,
+        &apply,
+        &mut |_| {},
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(owned.tables, done.tables);
+    assert_eq!(owned.files, done.files);
+    assert_eq!(u.data, t.data);
+}
+
 mod generated {
     use super::*;
     use proptest::prelude::*;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::table::{raw_in, Entries, EntryRef, Slot, Table};
+use super::table::{raw_in, Entries, Entry, EntryRef, Slot, Table};
 use super::ArchiveError;
 use crate::container::{
     directory_problems, read_directory, CentralDirectory, CentralEntry, ContainerError, EntryReader,
@@ -399,6 +399,49 @@ impl<R: Read + Seek> Archive<R> {
     /// A second view of this archive over another reader of the same
     /// bytes (another handle on the same file), sharing the directory,
     /// manifest and trailer instead of parsing them again.
+    /// Sets the file entries aside until [`Archive::unstash_files`]: they
+    /// are not listed or found meanwhile, and their slots and names are
+    /// freed (with `dir`, they wait in an anonymous temporary file there,
+    /// else in memory, more compactly). An import does this while it
+    /// writes rows, so that a large archive's directory and the rows'
+    /// working memory are not held at once.
+    pub(crate) fn stash_files(
+        &mut self,
+        dir: Option<std::path::PathBuf>,
+    ) -> Result<StashedFiles, ArchiveError> {
+        let mut log = crate::spill::SpillLog::default();
+        log.spill_to(dir);
+        let (kept, stash) = self
+            .entries
+            .stash_files(log)
+            .map_err(|e| ArchiveError::Container(ContainerError::Io(e)))?;
+        self.set_table(kept);
+        Ok(StashedFiles(stash))
+    }
+
+    /// Puts back the file entries [`Archive::stash_files`] set aside: the
+    /// archive lists and finds every entry again, in its order.
+    pub(crate) fn unstash_files(&mut self, stashed: StashedFiles) -> Result<(), ArchiveError> {
+        let whole = self
+            .entries
+            .unstash(stashed.0)
+            .map_err(|e| ArchiveError::Container(ContainerError::Io(e)))?;
+        self.set_table(whole);
+        Ok(())
+    }
+
+    /// Replaces the table and builds its lookup by name (the table's
+    /// names were checked when the archive was opened).
+    fn set_table(&mut self, table: Table) {
+        let hasher = self.by_name.hasher.clone();
+        let mut sorted: Vec<(u64, usize)> = (0..table.len())
+            .map(|i| (table.hash_of(&hasher, i), i))
+            .collect();
+        sorted.sort_unstable();
+        self.entries = Arc::new(table);
+        self.by_name = Arc::new(NameIndex { hasher, sorted });
+    }
+
     pub(crate) fn share_with<R2>(&self, reader: R2) -> Archive<R2> {
         Archive {
             reader,
@@ -553,16 +596,21 @@ impl<R> Archive<R> {
     /// by its position among the entries before the trailer, in
     /// central-directory order (version 2).
     pub(crate) fn digest_of(&self, index: usize) -> Option<[u8; 32]> {
-        let t = self.trailer.as_ref()?;
         let e = self.entries.get(index)?;
+        self.digest_for(e.position(), &e.path())
+    }
+
+    /// The digest the trailer records for the entry at `at` in the
+    /// directory, named `path`.
+    fn digest_for(&self, at: usize, path: &str) -> Option<[u8; 32]> {
+        let t = self.trailer.as_ref()?;
         match &t.lvbak.as_ref()?.digests {
-            crate::manifest::Digests::ByName(_) => t.digest(&e.path()),
+            crate::manifest::Digests::ByName(_) => t.digest(path),
             crate::manifest::Digests::InOrder(_) => {
                 let trailer_at = self
                     .find(&EntryName::Trailer)
                     .and_then(|i| self.entries.get(i))
                     .map(|t| t.position())?;
-                let at = e.position();
                 match at.cmp(&trailer_at) {
                     std::cmp::Ordering::Less => t.digest_at(at),
                     std::cmp::Ordering::Greater => t.digest_at(at - 1),
@@ -585,6 +633,17 @@ impl<R: Read + Seek> Archive<R> {
         };
         let central = e.central();
         let mut r = EntryReader::new(&mut self.reader, &central)?;
+        if let Some(d) = digest {
+            r.expect_sha256(d);
+        }
+        Ok(r)
+    }
+
+    /// A checked reader over an entry set aside by
+    /// [`Archive::stash_files`] (given by [`StashedFiles::next_entry`]).
+    pub(crate) fn stashed_reader(&mut self, e: &Entry) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let digest = self.digest_for(e.central.index, &e.name.to_string());
+        let mut r = EntryReader::new(&mut self.reader, &e.central)?;
         if let Some(d) = digest {
             r.expect_sha256(d);
         }
@@ -820,6 +879,19 @@ impl<R: Read> Iterator for Rows<'_, R> {
 
 /// Entry positions by a hash of their names, sorted: lookups compare only
 /// the names sharing the hash, and no name is copied.
+/// File entries an archive set aside ([`Archive::stash_files`]).
+pub(crate) struct StashedFiles(super::table::Stash);
+
+impl StashedFiles {
+    /// The next file entry set aside, in directory order; `None` after the
+    /// last.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>, ArchiveError> {
+        self.0
+            .next_entry()
+            .map_err(|e| ArchiveError::Container(ContainerError::Io(e)))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
@@ -842,7 +914,130 @@ impl NameIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::CentralEntry;
+    use crate::container::{CentralEntry, Fields};
+
+    /// An archive of `files` small images (their bytes: their number),
+    /// two tables and the trailer.
+    fn archive_of_files(files: usize) -> Vec<u8> {
+        let m = Manifest::new("00000000-0000-4000-8000-000000000000", 1_795_522_458);
+        let mut w = super::super::ArchiveWriter::new(
+            std::io::Cursor::new(Vec::new()),
+            &m,
+            super::super::WriteOptions::default(),
+        )
+        .unwrap();
+        let mut t = w.table("chats").unwrap();
+        t.write_row(r#"{"id":"c"}"#).unwrap();
+        t.finish().unwrap();
+        for i in 0..files {
+            let name = format!("{i:08x}-0000-4000-8000-{i:012x}.png");
+            w.add_file(Bucket::Images, &name, i.to_string().as_bytes())
+                .unwrap();
+            if i == files / 2 {
+                w.table("messages").unwrap().finish().unwrap();
+            }
+        }
+        w.finish().unwrap().0.into_inner()
+    }
+
+    #[test]
+    fn file_entries_set_aside_read_back_and_return_in_place() {
+        // 12,000 records of ~110 bytes: more than a chunk, so they spill.
+        let bytes = archive_of_files(12_000);
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Archive::open(std::io::Cursor::new(bytes), Limits::default()).unwrap();
+        let before: Vec<Entry> = a.entries().map(|e| e.to_entry()).collect();
+        let image = EntryName::File {
+            bucket: Bucket::Images,
+            name: "00000007-0000-4000-8000-000000000007.png".into(),
+        };
+        assert!(a.find(&image).is_some());
+
+        let mut stashed = a.stash_files(Some(dir.path().to_path_buf())).unwrap();
+        assert!(stashed.0.spilled());
+        let left: Vec<Entry> = a.entries().map(|e| e.to_entry()).collect();
+        let others: Vec<&Entry> = before
+            .iter()
+            .filter(|e| !matches!(e.name, EntryName::File { .. }))
+            .collect();
+        assert_eq!(left.iter().collect::<Vec<_>>(), others);
+        assert!(a.find(&image).is_none());
+        assert!(a.find(&EntryName::Table("messages".into())).is_some());
+        // Read back in order, each readable with its digest checked.
+        let mut n = 0usize;
+        while let Some(e) = stashed.next_entry().unwrap() {
+            let want = before
+                .iter()
+                .filter(|e| matches!(e.name, EntryName::File { .. }))
+                .nth(n)
+                .unwrap();
+            assert_eq!(&e, want);
+            let mut body = String::new();
+            a.stashed_reader(&e)
+                .unwrap()
+                .read_to_string(&mut body)
+                .unwrap();
+            assert_eq!(body, n.to_string());
+            n += 1;
+        }
+        assert_eq!(n, 12_000);
+        // The digest checked is the one recorded for the entry's position:
+        // the first file's bytes under the eighth's position fail.
+        let mut forged = before
+            .iter()
+            .find(|e| matches!(e.name, EntryName::File { .. }))
+            .unwrap()
+            .clone();
+        forged.central.index = before
+            .iter()
+            .find(|e| e.name == image)
+            .unwrap()
+            .central
+            .index;
+        let mut r = a.stashed_reader(&forged).unwrap();
+        assert!(std::io::copy(&mut r, &mut std::io::sink()).is_err());
+        drop(r);
+
+        a.unstash_files(stashed).unwrap();
+        let after: Vec<Entry> = a.entries().map(|e| e.to_entry()).collect();
+        assert_eq!(after, before);
+        assert_eq!(
+            a.find(&image).map(|i| a.entry(i).unwrap().to_entry().name),
+            Some(image)
+        );
+        // The digests still line up with their entries.
+        let r = crate::archive::verify::verify(
+            a.reader_mut(),
+            Limits::default(),
+            crate::archive::verify::Depth::Deep,
+        );
+        assert!(r.is_ok(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn fields_survive_their_scratch_encoding() {
+        let f = Fields {
+            index: 70_000,
+            version_made_by: 0x032D,
+            version_needed: 45,
+            flags: 0x0808,
+            method: 8,
+            time: 0x1234,
+            date: 0x5678,
+            crc32: 0xDEAD_BEEF,
+            compressed_size: 5 << 32,
+            uncompressed_size: (6 << 32) + 7,
+            local_offset: 8 << 33,
+            external_attr: 0x81A4_0000,
+            zip64: true,
+            name_len: 0xFFFE,
+        };
+        let mut out = vec![9u8];
+        f.encode(&mut out);
+        assert_eq!(out.len(), 1 + Fields::ENCODED_LEN);
+        assert_eq!(Fields::decode(&out[1..]), Some(f));
+        assert_eq!(Fields::decode(&out[1..Fields::ENCODED_LEN]), None);
+    }
 
     fn directory(names: &[&str]) -> CentralDirectory {
         let entries = names

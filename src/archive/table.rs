@@ -9,6 +9,7 @@ use std::hash::BuildHasher;
 
 use crate::container::{CentralEntry, DirectoryEntry, Fields};
 use crate::entry_name::{slashed, Bucket, EntryName, Kind, Shape};
+use crate::spill::SpillLog;
 
 /// One entry: its parsed name and what the central directory says of it
 /// (an owned copy; [`EntryRef`] reads the same without copying).
@@ -64,6 +65,63 @@ const UNCLASSIFIED: Shape = Shape {
     start: 0,
     end: 0,
 };
+
+/// File entries set aside by [`Table::stash_files`].
+pub(crate) struct Stash {
+    log: SpillLog,
+    /// Slots moved.
+    moved: usize,
+    /// Bytes of names of the whole table.
+    names_len: usize,
+    /// Where [`Stash::next_entry`] reads next in `log`.
+    cursor: u64,
+}
+
+/// Bytes of a stash record before its name: the fields, then where the
+/// entry's space ends.
+const STASH_HEAD: usize = Fields::ENCODED_LEN + 8;
+
+/// The fields and space end at the start of a stash record.
+fn decode_head(b: &[u8]) -> Option<(Fields, u64)> {
+    let fields = Fields::decode(b)?;
+    let end = b.get(Fields::ENCODED_LEN..STASH_HEAD)?.try_into().ok()?;
+    Some((fields, u64::from_le_bytes(end)))
+}
+
+fn damaged(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("a set-aside directory record is damaged ({what})"),
+    )
+}
+
+impl Stash {
+    /// Whether the records went to a temporary file.
+    #[cfg(test)]
+    pub(crate) fn spilled(&self) -> bool {
+        self.log.spilled()
+    }
+
+    /// The next entry set aside, in directory order, as an owned copy;
+    /// `None` after the last. Each call reads one record of the log (from
+    /// its temporary file when it spilled).
+    pub(crate) fn next_entry(&mut self) -> std::io::Result<Option<Entry>> {
+        if self.cursor >= self.log.len() {
+            return Ok(None);
+        }
+        let head = self.log.read_at(self.cursor, STASH_HEAD)?;
+        let (fields, space_end) = decode_head(&head).ok_or_else(|| damaged("too short"))?;
+        let name_at = self.cursor + STASH_HEAD as u64;
+        let raw = String::from_utf8(self.log.read_at(name_at, usize::from(fields.name_len))?)
+            .map_err(|_| damaged("name"))?;
+        let shape = crate::entry_name::classify(&raw).map_err(|_| damaged("name"))?;
+        self.cursor = name_at + u64::from(fields.name_len);
+        Ok(Some(Entry {
+            name: shape.name(&raw),
+            central: fields.with_name(raw, space_end),
+        }))
+    }
+}
 
 /// Every entry's slot, and every raw name one after the other.
 #[derive(Default)]
@@ -191,6 +249,90 @@ impl Table {
             i += 1;
             keep.get(i - 1).copied().unwrap_or(false)
         });
+    }
+
+    /// Moves the file entries' slots into records of `log` (each its
+    /// fields, where its space ends and its raw name) and returns the
+    /// table of the other entries, with names of its own, and the stash
+    /// [`Table::unstash`] needs. Once `self` is dropped the memory of the
+    /// moved slots and names is free; with `log` spilling to a folder, the
+    /// records wait on disk.
+    pub(crate) fn stash_files(&self, mut log: SpillLog) -> std::io::Result<(Table, Stash)> {
+        let mut slots = Vec::new();
+        let mut names = String::new();
+        let mut moved = 0usize;
+        for s in &self.slots {
+            let raw = self.raw(s);
+            if matches!(s.shape.kind, Kind::File(_)) {
+                log.append_with(STASH_HEAD + raw.len(), |out| {
+                    s.fields.encode(out);
+                    out.extend_from_slice(&s.space_end.to_le_bytes());
+                    out.extend_from_slice(raw.as_bytes());
+                })?;
+                moved += 1;
+            } else {
+                let mut kept = *s;
+                kept.name_at = names.len();
+                names.push_str(raw);
+                slots.push(kept);
+            }
+        }
+        slots.shrink_to_fit();
+        names.shrink_to_fit();
+        let stash = Stash {
+            log,
+            moved,
+            names_len: self.names.len(),
+            cursor: 0,
+        };
+        Ok((Table::new(slots, names), stash))
+    }
+
+    /// The table [`Table::stash_files`] split: this one's slots and the
+    /// stashed ones, back in their order (by position in the directory),
+    /// the stashed names classified again.
+    pub(crate) fn unstash(&self, mut stash: Stash) -> std::io::Result<Table> {
+        let expected = self.slots.len() + stash.moved;
+        let mut slots: Vec<Slot> = Vec::with_capacity(expected);
+        let mut names = String::with_capacity(stash.names_len);
+        let mut kept = self.slots.iter().peekable();
+        let keep = |s: &Slot, slots: &mut Vec<Slot>, names: &mut String| {
+            let mut k = *s;
+            k.name_at = names.len();
+            names.push_str(self.raw(s));
+            slots.push(k);
+        };
+        stash.log.for_each_chunk(&mut |chunk| {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let (fields, space_end) = decode_head(rest).ok_or_else(|| damaged("too short"))?;
+                let end = STASH_HEAD + usize::from(fields.name_len);
+                let raw = rest
+                    .get(STASH_HEAD..end)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .ok_or_else(|| damaged("name"))?;
+                let shape = crate::entry_name::classify(raw).map_err(|_| damaged("name"))?;
+                while let Some(s) = kept.next_if(|s| s.fields.index < fields.index) {
+                    keep(s, &mut slots, &mut names);
+                }
+                slots.push(Slot {
+                    fields,
+                    space_end,
+                    name_at: names.len(),
+                    shape,
+                });
+                names.push_str(raw);
+                rest = rest.get(end..).unwrap_or_default();
+            }
+            Ok(())
+        })?;
+        for s in kept {
+            keep(s, &mut slots, &mut names);
+        }
+        if slots.len() != expected {
+            return Err(damaged("count"));
+        }
+        Ok(Table::new(slots, names))
     }
 
     fn raw(&self, s: &Slot) -> &str {

@@ -101,6 +101,62 @@ impl Fields {
     fn min_span(&self) -> u64 {
         LOCAL_LEN as u64 + u64::from(self.name_len) + self.compressed_size
     }
+
+    /// Bytes of [`Fields::encode`]'s output.
+    pub(crate) const ENCODED_LEN: usize = 55;
+
+    /// Appends the fields to `out` in a fixed little-endian layout of
+    /// [`Fields::ENCODED_LEN`] bytes, for a process's own scratch records
+    /// (never a format: [`Fields::decode`] reads it back).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.index as u64).to_le_bytes());
+        for v in [
+            self.version_made_by,
+            self.version_needed,
+            self.flags,
+            self.method,
+            self.time,
+            self.date,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.crc32.to_le_bytes());
+        for v in [
+            self.compressed_size,
+            self.uncompressed_size,
+            self.local_offset,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.external_attr.to_le_bytes());
+        out.push(u8::from(self.zip64));
+        out.extend_from_slice(&self.name_len.to_le_bytes());
+    }
+
+    /// The fields [`Fields::encode`] wrote at the start of `b`, or `None`
+    /// when `b` is too short.
+    pub(crate) fn decode(b: &[u8]) -> Option<Fields> {
+        let b = b.get(..Self::ENCODED_LEN)?;
+        let u16_at = |i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+        let u32_at = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        let u64_at = |i: usize| Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
+        Some(Fields {
+            index: usize::try_from(u64_at(0)?).ok()?,
+            version_made_by: u16_at(8)?,
+            version_needed: u16_at(10)?,
+            flags: u16_at(12)?,
+            method: u16_at(14)?,
+            time: u16_at(16)?,
+            date: u16_at(18)?,
+            crc32: u32_at(20)?,
+            compressed_size: u64_at(24)?,
+            uncompressed_size: u64_at(32)?,
+            local_offset: u64_at(40)?,
+            external_attr: u32_at(48)?,
+            zip64: *b.get(52)? != 0,
+            name_len: u16_at(53)?,
+        })
+    }
 }
 
 /// What the directory reader needs of the entries it keeps: their

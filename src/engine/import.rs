@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{names, store, CancelToken, EngineError, Progress, ProgressFn};
 use crate::archive::Archive;
 use crate::domain::{self, DomainId, Owner, SettingMerge, TableSpec};
-use crate::entry_name::Bucket;
+use crate::entry_name::{Bucket, EntryName};
 use crate::envelope::{SecretSet, Ticket};
 use crate::secrets::{self, SecretsOutcome, TicketPolicy};
 use crate::store::{InsertOutcome, RowMap, Sink, StorePath};
@@ -31,6 +31,12 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// The import time stamped on settings (default: now).
     pub now: Option<i64>,
+    /// A folder where the archive's file entries wait, in an anonymous
+    /// temporary file, while the rows are written (they are restored
+    /// after them): memory then stays flat however many files the archive
+    /// holds. `None` (the default) keeps them in memory, about 120 bytes a
+    /// file. The archive lists every entry again once the import returns.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ImportOptions {
@@ -42,6 +48,7 @@ impl Default for ImportOptions {
             ticket_policy: TicketPolicy::Cancel,
             dry_run: false,
             now: None,
+            spill_dir: None,
         }
     }
 }
@@ -283,12 +290,62 @@ fn rewrite_vector_id(id: &str, user: &str) -> String {
 /// any error or cancellation the sink is rolled back and left exactly as
 /// it was. A ticket error with policy `cancel` stops before anything is
 /// written. With `dry_run`, nothing is written and the report is the plan.
+///
+/// While the rows are written, the archive's file entries are set aside
+/// (see [`ImportOptions::spill_dir`]); the files are then read from there
+/// and the archive lists them again before this returns, which costs the
+/// memory of its whole directory once more at the end. When the archive
+/// is not needed afterwards, [`import_owned`] skips that.
 pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
     archive: &mut Archive<R>,
     sink: &mut K,
     opts: &ImportOptions,
     progress: ProgressFn<'_>,
     cancel: &CancelToken,
+) -> Result<ImportReport, EngineError> {
+    import_with(archive, sink, opts, progress, cancel, true)
+}
+
+/// [`import`] of an archive the caller is done with: its file entries,
+/// set aside while the rows are written, are never put back, so a large
+/// archive's directory and the rows' working memory are never held at
+/// once (with [`ImportOptions::spill_dir`] set, peak memory hardly grows
+/// with the number of files). The same import otherwise.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use lvbak::engine::{import_owned, CancelToken, ImportOptions};
+/// use lvbak::store::memory::MemoryStore;
+/// use lvbak::{Archive, Limits};
+///
+/// let archive = Archive::open(std::fs::File::open("backup.lvbak")?, Limits::default())?;
+/// let mut store = MemoryStore::new("new-user");
+/// let opts = ImportOptions {
+///     spill_dir: Some(std::env::temp_dir()),
+///     ..Default::default()
+/// };
+/// let report = import_owned(archive, &mut store, &opts, &mut |_| {}, &CancelToken::new())?;
+/// println!("{} tables restored", report.tables.len());
+/// # Ok(())
+/// # }
+/// ```
+pub fn import_owned<R: Read + Seek + Send, K: Sink + ?Sized>(
+    mut archive: Archive<R>,
+    sink: &mut K,
+    opts: &ImportOptions,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+) -> Result<ImportReport, EngineError> {
+    import_with(&mut archive, sink, opts, progress, cancel, false)
+}
+
+fn import_with<R: Read + Seek + Send, K: Sink + ?Sized>(
+    archive: &mut Archive<R>,
+    sink: &mut K,
+    opts: &ImportOptions,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+    restore: bool,
 ) -> Result<ImportReport, EngineError> {
     let all: BTreeSet<DomainId> = DomainId::ALL.into_iter().collect();
     let selected = opts.domains.clone().unwrap_or_else(|| all.clone());
@@ -335,6 +392,7 @@ pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
             &mut report,
             progress,
             cancel,
+            restore,
         )?;
         return Ok(report);
     }
@@ -348,6 +406,7 @@ pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
         &mut report,
         progress,
         cancel,
+        restore,
     )
     .and_then(|()| sink.commit().map_err(store("committing")));
     match result {
@@ -374,6 +433,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     report: &mut ImportReport,
     progress: ProgressFn<'_>,
     cancel: &CancelToken,
+    restore: bool,
 ) -> Result<(), EngineError> {
     let dry = opts.dry_run;
     let user = sink.user_id().to_owned();
@@ -407,15 +467,15 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
         }
     }
 
-    // The file entries of the selected domains (found again in the
-    // archive's entry list when their turn comes, not listed): announced
-    // to the sink now, restored after the rows.
-    let selected = |e: &crate::archive::EntryRef<'_>| match e.file() {
-        Some((bucket, _)) => domain::bucket_domains(bucket)
+    // The file entries of the selected domains: counted and announced to
+    // the sink now, restored after the rows.
+    let selected_bucket = |bucket: Bucket| {
+        domain::bucket_domains(bucket)
             .iter()
-            .any(|d| domains.contains(d)),
-        None => false,
+            .any(|d| domains.contains(d))
     };
+    let selected =
+        |e: &crate::archive::EntryRef<'_>| e.file().is_some_and(|(b, _)| selected_bucket(b));
     let (count, bytes) = archive
         .entries()
         .filter(selected)
@@ -427,130 +487,160 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             .map_err(store("preparing for the files"))?;
     }
 
+    // While rows are written, the file entries wait on the side (in a
+    // temporary file with `spill_dir`): a large archive's directory and
+    // the rows' working memory are not held at once. The files are then
+    // read from there, and the entries put back (for `import`) whatever
+    // happened.
+    let mut stashed = archive.stash_files(opts.spill_dir.clone())?;
     let mut databank_paths: HashMap<String, String> = HashMap::new();
     let mut owners = OwnerCache::new(&user);
-    for spec in domain::TABLES {
-        if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
-            continue;
-        }
-        if !sink
-            .has_table(spec.name)
-            .map_err(store(format!("checking table {}", spec.name)))?
-        {
-            report
-                .ignored_tables
-                .push((spec.name.to_owned(), "the target has no such table".into()));
-            continue;
-        }
-        cancel.check()?;
-        p.table = Some(spec.name.to_owned());
-        progress(&p);
-        let mut tr = TableReport {
-            table: spec.name.to_owned(),
-            ..TableReport::default()
-        };
-        if !dry {
-            sink.prepare_table(spec)
-                .map_err(store(format!("preparing table {}", spec.name)))?;
-        }
-        let mut consume = |line: u64, row: &mut RowMap| -> Result<(), EngineError> {
-            tr.rows += 1;
-            p.rows_done += 1;
-            if p.rows_done % 1024 == 0 {
-                cancel.check()?;
-                progress(&p);
-            }
-            if let Some((k, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
-                if spec.name != "settings" || k != "value" {
-                    return Err(EngineError::Row {
-                        table: spec.name.to_owned(),
-                        line,
-                        message: format!("column {k} holds a JSON object or array; the format stores JSON as text"),
-                    });
-                }
-            }
-            if spec.name == "settings" {
-                return import_setting(sink, row, dry, now, &mut tr);
-            }
-            import_row(sink, spec, row, &user, dry, &mut tr, report, &mut owners)?;
-            if spec.name == "databank_documents" {
-                if let (Some(id), Some(fp)) = (
-                    row.get("id").and_then(Value::as_str),
-                    row.get("file_path").and_then(Value::as_str),
-                ) {
-                    databank_paths.insert(id.to_owned(), fp.to_owned());
-                }
-            }
-            Ok(())
-        };
-        read_rows_pipelined(archive, spec.name, &mut consume)?;
-        p.entries_done += 1;
-        report.tables.push(tr);
-    }
-
-    // Dangling references (nullable, ON DELETE SET NULL) in the user's rows.
-    if !dry {
+    let rows = (|| -> Result<(), EngineError> {
         for spec in domain::TABLES {
             if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
                 continue;
             }
-            for (col, parent) in spec.nullable_refs {
-                report.dangling_cleared += sink
-                    .clear_dangling(spec, col, parent)
-                    .map_err(store(format!("clearing {}.{col}", spec.name)))?;
+            if !sink
+                .has_table(spec.name)
+                .map_err(store(format!("checking table {}", spec.name)))?
+            {
+                report
+                    .ignored_tables
+                    .push((spec.name.to_owned(), "the target has no such table".into()));
+                continue;
             }
+            cancel.check()?;
+            p.table = Some(spec.name.to_owned());
+            progress(&p);
+            let mut tr = TableReport {
+                table: spec.name.to_owned(),
+                ..TableReport::default()
+            };
+            if !dry {
+                sink.prepare_table(spec)
+                    .map_err(store(format!("preparing table {}", spec.name)))?;
+            }
+            let mut consume = |line: u64, row: &mut RowMap| -> Result<(), EngineError> {
+                tr.rows += 1;
+                p.rows_done += 1;
+                if p.rows_done % 1024 == 0 {
+                    cancel.check()?;
+                    progress(&p);
+                }
+                if let Some((k, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
+                    if spec.name != "settings" || k != "value" {
+                        return Err(EngineError::Row {
+                        table: spec.name.to_owned(),
+                        line,
+                        message: format!("column {k} holds a JSON object or array; the format stores JSON as text"),
+                    });
+                    }
+                }
+                if spec.name == "settings" {
+                    return import_setting(sink, row, dry, now, &mut tr);
+                }
+                import_row(sink, spec, row, &user, dry, &mut tr, report, &mut owners)?;
+                if spec.name == "databank_documents" {
+                    if let (Some(id), Some(fp)) = (
+                        row.get("id").and_then(Value::as_str),
+                        row.get("file_path").and_then(Value::as_str),
+                    ) {
+                        databank_paths.insert(id.to_owned(), fp.to_owned());
+                    }
+                }
+                Ok(())
+            };
+            read_rows_pipelined(archive, spec.name, &mut consume)?;
+            p.entries_done += 1;
+            report.tables.push(tr);
         }
-    }
 
-    // Files.
-    p.phase = "files";
-    p.table = None;
-    for i in 0..archive.entries().len() {
-        let Some((bucket, name, size)) = archive.entry(i).filter(selected).and_then(|e| {
-            let (bucket, name) = e.file()?;
-            Some((bucket, name.into_owned(), e.uncompressed_size()))
-        }) else {
-            continue;
-        };
-        cancel.check()?;
-        let counts = report.files.entry(bucket).or_default();
-        let path = match bucket {
-            Bucket::Databank => {
-                // lvbak restores the document where its row points (the server
-                // restores it under the archive name, which no row references).
-                let by_row = name
-                    .split_once("__")
-                    .and_then(|(id, _)| databank_paths.get(id))
-                    .and_then(|fp| StorePath::databank(&user, fp));
-                by_row.or_else(|| StorePath::for_entry(bucket, &user, &name))
+        // Dangling references (nullable, ON DELETE SET NULL) in the user's rows.
+        if !dry {
+            for spec in domain::TABLES {
+                if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
+                    continue;
+                }
+                for (col, parent) in spec.nullable_refs {
+                    report.dangling_cleared += sink
+                        .clear_dangling(spec, col, parent)
+                        .map_err(store(format!("clearing {}.{col}", spec.name)))?;
+                }
             }
-            _ => StorePath::for_entry(bucket, &user, &name),
-        };
-        let Some(path) = path else {
-            counts.refused += 1;
-            report
-                .notes
-                .push(format!("files/{bucket}/{name}: unsafe path, not restored"));
-            continue;
-        };
-        if sink
-            .file_exists(&path)
-            .map_err(store(format!("checking {path}")))?
-        {
-            counts.existing += 1;
-            continue;
         }
-        let mut r = archive.entry_reader(i)?;
-        if bucket == Bucket::NotificationSounds {
-            let mut head = [0u8; 16];
-            let n = read_up_to(&mut r, &mut head).map_err(|e| {
-                EngineError::Archive(crate::container::ContainerError::from_io(e).into())
-            })?;
-            if !is_sound(&head[..n]) {
+        Ok(())
+    })();
+    drop(owners);
+
+    // Files, read from where they were set aside (after the rows: a
+    // databank document goes where its row points).
+    let files = rows.and_then(|()| {
+        p.phase = "files";
+        p.table = None;
+        while let Some(e) = stashed.next_entry()? {
+            let EntryName::File { bucket, name } = &e.name else {
+                continue;
+            };
+            let (bucket, name, size) = (*bucket, name.as_str(), e.central.uncompressed_size);
+            if !selected_bucket(bucket) {
+                continue;
+            }
+            cancel.check()?;
+            let counts = report.files.entry(bucket).or_default();
+            let path = match bucket {
+                Bucket::Databank => {
+                    // lvbak restores the document where its row points (the server
+                    // restores it under the archive name, which no row references).
+                    let by_row = name
+                        .split_once("__")
+                        .and_then(|(id, _)| databank_paths.get(id))
+                        .and_then(|fp| StorePath::databank(&user, fp));
+                    by_row.or_else(|| StorePath::for_entry(bucket, &user, name))
+                }
+                _ => StorePath::for_entry(bucket, &user, name),
+            };
+            let Some(path) = path else {
                 counts.refused += 1;
-                report.notes.push(format!(
-                    "files/{bucket}/{name}: not a recognised sound file, not restored"
-                ));
+                report
+                    .notes
+                    .push(format!("files/{bucket}/{name}: unsafe path, not restored"));
+                continue;
+            };
+            if sink
+                .file_exists(&path)
+                .map_err(store(format!("checking {path}")))?
+            {
+                counts.existing += 1;
+                continue;
+            }
+            let mut r = archive.stashed_reader(&e)?;
+            if bucket == Bucket::NotificationSounds {
+                let mut head = [0u8; 16];
+                let n = read_up_to(&mut r, &mut head).map_err(|e| {
+                    EngineError::Archive(crate::container::ContainerError::from_io(e).into())
+                })?;
+                if !is_sound(&head[..n]) {
+                    counts.refused += 1;
+                    report.notes.push(format!(
+                        "files/{bucket}/{name}: not a recognised sound file, not restored"
+                    ));
+                    continue;
+                }
+                if dry {
+                    counts.written += 1;
+                    counts.bytes += size;
+                    continue;
+                }
+                let mut chained = (&head[..n]).chain(&mut r);
+                if sink
+                    .write_file(&path, &mut chained)
+                    .map_err(store(format!("writing {path}")))?
+                {
+                    counts.written += 1;
+                    counts.bytes += size;
+                } else {
+                    counts.existing += 1;
+                }
                 continue;
             }
             if dry {
@@ -558,50 +648,44 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 counts.bytes += size;
                 continue;
             }
-            let mut chained = (&head[..n]).chain(&mut r);
-            if sink
-                .write_file(&path, &mut chained)
-                .map_err(store(format!("writing {path}")))?
-            {
+            let mut checked = IoCheck {
+                inner: &mut r,
+                failure: None,
+            };
+            let wrote = match sink.write_file(&path, &mut checked) {
+                Ok(w) => w,
+                Err(e) => {
+                    // An integrity failure of the archive is the archive's error, not the store's.
+                    return Err(match checked.failure.take() {
+                        Some(c) => EngineError::Archive(c.into()),
+                        None => EngineError::Store {
+                            context: format!("writing {path}"),
+                            source: e,
+                        },
+                    });
+                }
+            };
+            if wrote {
                 counts.written += 1;
                 counts.bytes += size;
             } else {
                 counts.existing += 1;
             }
-            continue;
+            p.bytes_done += size;
+            p.entries_done += 1;
+            progress(&p);
         }
-        if dry {
-            counts.written += 1;
-            counts.bytes += size;
-            continue;
-        }
-        let mut checked = IoCheck {
-            inner: &mut r,
-            failure: None,
-        };
-        let wrote = match sink.write_file(&path, &mut checked) {
-            Ok(w) => w,
-            Err(e) => {
-                // An integrity failure of the archive is the archive's error, not the store's.
-                return Err(match checked.failure.take() {
-                    Some(c) => EngineError::Archive(c.into()),
-                    None => EngineError::Store {
-                        context: format!("writing {path}"),
-                        source: e,
-                    },
-                });
-            }
-        };
-        if wrote {
-            counts.written += 1;
-            counts.bytes += size;
-        } else {
-            counts.existing += 1;
-        }
-        p.bytes_done += size;
-        p.entries_done += 1;
-        progress(&p);
-    }
+        Ok(())
+    });
+    // The caller's archive lists its files again (not needed when the
+    // archive was handed over, see `import_owned`).
+    let restored = if restore {
+        archive.unstash_files(stashed)
+    } else {
+        Ok(())
+    };
+    files?;
+    restored?;
 
     // Vectors.
     if archive.manifest().include_vectors && domains.contains(&DomainId::Vectors) {

@@ -7,7 +7,8 @@ mod import;
 
 pub use export::{export, ExportOptions, ExportResult};
 pub use import::{
-    import, FileCounts, ImportOptions, ImportReport, SecretsReport, TableReport, VectorsReport,
+    import, import_owned, FileCounts, ImportOptions, ImportReport, SecretsReport, TableReport,
+    VectorsReport,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
