@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{next_checked_line, read_indexed};
 use super::{Archive, ArchiveError};
-use crate::container::{check_descriptor, check_local, ContainerError};
+use crate::container::{check_descriptor, check_local, ContainerError, LocalInfo};
 use crate::entry_name::EntryName;
 use crate::manifest::Digests;
 use crate::ndjson::LineReader;
@@ -89,16 +89,23 @@ pub fn verify_with_progress<R: Read + Seek>(
     };
     report.problems.extend(digest_coverage(&archive));
     let total = archive.entries().len() as u64;
+    let mut scratch = vec![0u8; SCRATCH];
     for i in 0..archive.entries().len() {
         let Some(e) = archive.entry(i).map(|e| e.to_entry()) else {
             break;
         };
-        match deep_entry(&mut archive, i, &e.name) {
-            Ok(n) => report.bytes_checked += n,
-            Err(err) => report.problems.push((&err).into()),
-        }
+        let local = match deep_entry(&mut archive, i, &e.name, &mut scratch) {
+            Ok((n, local)) => {
+                report.bytes_checked += n;
+                local
+            }
+            Err(err) => {
+                report.problems.push((&err).into());
+                None
+            }
+        };
         // Descriptor agreement (the server never looks; a lie is reported).
-        if let Some(p) = descriptor_problem(&mut archive, &e) {
+        if let Some(p) = descriptor_problem(&mut archive, &e, local) {
             report.problems.push(p);
         }
         progress(i as u64 + 1, total, report.bytes_checked);
@@ -215,18 +222,23 @@ pub fn verify_path(
                         Err(e) => return (out, Some(e)),
                     };
                     let mut a = archive.share_with(f);
+                    let mut scratch = vec![0u8; SCRATCH];
                     while let Some(&(_, i)) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let Some(e) = a.entry(i).map(|e| e.to_entry()) else {
                             done.fetch_add(1, Ordering::Relaxed);
                             continue;
                         };
-                        match deep_entry(&mut a, i, &e.name) {
-                            Ok(n) => {
+                        let local = match deep_entry(&mut a, i, &e.name, &mut scratch) {
+                            Ok((n, local)) => {
                                 bytes.fetch_add(n, Ordering::Relaxed);
+                                local
                             }
-                            Err(err) => out.push((i, (&err).into())),
-                        }
-                        if let Some(p) = descriptor_problem(&mut a, &e) {
+                            Err(err) => {
+                                out.push((i, (&err).into()));
+                                None
+                            }
+                        };
+                        if let Some(p) = descriptor_problem(&mut a, &e, local) {
                             out.push((i, p));
                         }
                         done.fetch_add(1, Ordering::Relaxed);
@@ -347,9 +359,19 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
     out
 }
 
-fn descriptor_problem<R: Read + Seek>(a: &mut Archive<R>, e: &super::Entry) -> Option<Problem> {
+/// The problem, if any, with entry `e`'s data descriptor; `local` is where
+/// its data lies when the deep check already read its local header.
+fn descriptor_problem<R: Read + Seek>(
+    a: &mut Archive<R>,
+    e: &super::Entry,
+    local: Option<LocalInfo>,
+) -> Option<Problem> {
     let r = a.reader_mut();
-    match check_local(r, &e.central).and_then(|info| check_descriptor(r, &e.central, info)) {
+    let local = match local {
+        Some(l) => Ok(l),
+        None => check_local(r, &e.central),
+    };
+    match local.and_then(|info| check_descriptor(r, &e.central, info)) {
         Err(err @ (ContainerError::DescriptorMismatch { .. } | ContainerError::Record { .. })) => {
             Some((&ArchiveError::from(err)).into())
         }
@@ -357,20 +379,25 @@ fn descriptor_problem<R: Read + Seek>(a: &mut Archive<R>, e: &super::Entry) -> O
     }
 }
 
+/// Checks entry `i` ([`Depth::Deep`]); returns the bytes checked and, for
+/// an entry read as plain bytes, where its local header puts its data
+/// (so the descriptor check need not read the header again). `scratch`
+/// is a read buffer reused from entry to entry.
 fn deep_entry<R: Read + Seek>(
     a: &mut Archive<R>,
     i: usize,
     name: &EntryName,
-) -> Result<u64, ArchiveError> {
+    scratch: &mut [u8],
+) -> Result<(u64, Option<LocalInfo>), ArchiveError> {
     let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
     if name.is_ndjson() && size > PIPELINE_FROM {
-        return deep_ndjson_pipelined(a, i, name);
+        return deep_ndjson_pipelined(a, i, name).map(|n| (n, None));
     }
     if name.is_ndjson() {
         let mut rows = a.ndjson(name.clone())?;
         while rows.next_line()?.is_some() {}
         drop(rows);
-        return Ok(size);
+        return Ok((size, None));
     }
     if *name == EntryName::SecretsIndex {
         let cap = a.limits().max_secrets_index_bytes;
@@ -382,11 +409,15 @@ fn deep_entry<R: Read + Seek>(
                 });
             }
         }
-        return Ok(size);
+        return Ok((size, None));
     }
     let mut r = a.entry_reader(i)?;
-    Ok(r.drain()?)
+    let local = r.local_info();
+    Ok((r.drain_with(scratch)?, Some(local)))
 }
+
+/// Bytes of each checking thread's read buffer for plain entries.
+const SCRATCH: usize = 64 * 1024;
 
 /// NDJSON entries larger than this are checked by two threads.
 const PIPELINE_FROM: u64 = 4 << 20;

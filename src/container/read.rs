@@ -753,6 +753,7 @@ pub struct EntryReader<'a, R: Read> {
     crc: crc32fast::Hasher,
     sha: Option<(Sha256, [u8; 32])>,
     done: bool,
+    local: LocalInfo,
 }
 
 impl<'a, R: Read + Seek> EntryReader<'a, R> {
@@ -787,6 +788,7 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
             crc: crc32fast::Hasher::new(),
             sha: None,
             done: false,
+            local: info,
         })
     }
 }
@@ -814,11 +816,24 @@ impl<R: Read> EntryReader<'_, R> {
         self.declared_size
     }
 
+    /// Where the entry's local header says its data starts and ends.
+    pub fn local_info(&self) -> LocalInfo {
+        self.local
+    }
+
     /// Reads to the end, discarding the bytes, and returns the byte count.
     pub fn drain(&mut self) -> Result<u64, ContainerError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        self.drain_with(&mut vec![0u8; 64 * 1024])
+    }
+
+    /// [`EntryReader::drain`] through the caller's buffer (reused across
+    /// entries, it is not allocated and cleared for each one).
+    pub fn drain_with(&mut self, buf: &mut [u8]) -> Result<u64, ContainerError> {
+        if buf.is_empty() {
+            return self.drain();
+        }
         loop {
-            match self.read(&mut buf) {
+            match self.read(buf) {
                 Ok(0) => return Ok(self.produced),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
