@@ -35,6 +35,19 @@ fn run(
     import(a, s, o, &mut |_| {}, &CancelToken::new())
 }
 
+/// The archive an export of `s` writes, with the default options.
+fn exported(s: &mut MemoryStore) -> Vec<u8> {
+    let (bytes, _) = export(
+        s,
+        Vec::new(),
+        &ExportOptions::default(),
+        &mut |_| {},
+        &CancelToken::new(),
+    )
+    .unwrap();
+    bytes
+}
+
 fn ticket(dir: &std::path::Path) -> Ticket {
     Ticket::parse(&std::fs::read(dir.join("with-secrets.ticket.json")).unwrap()).unwrap()
 }
@@ -526,14 +539,7 @@ fn rows_inserted_by_the_import_are_not_looked_up_again() {
         "messages",
         json!({"id": "msg-x", "chat_id": "chat-1", "content": "…", "parent_message_id": "their-msg"}),
     );
-    let (bytes, _) = export(
-        &mut s,
-        Vec::new(),
-        &ExportOptions::default(),
-        &mut |_| {},
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let bytes = exported(&mut s);
     let mut t = MemoryStore::new(ME);
     t.set_user("u-2");
     t.put(
@@ -590,14 +596,7 @@ fn one_open_archive_serves_a_dry_run_then_the_import_and_import_owned_matches() 
             .files
             .insert(format!("images/{id}.png"), vec![i as u8; 100]);
     }
-    let (bytes, _) = export(
-        &mut s,
-        Vec::new(),
-        &ExportOptions::default(),
-        &mut |_| {},
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let bytes = exported(&mut s);
     let mut a = Archive::open(Cursor::new(bytes.clone()), Limits::default()).unwrap();
     let listed =
         |a: &Archive<Cursor<Vec<u8>>>| a.entries().map(|e| e.to_entry()).collect::<Vec<_>>();
