@@ -293,9 +293,12 @@ fn rewrite_vector_id(id: &str, user: &str) -> String {
 ///
 /// While the rows are written, the archive's file entries are set aside
 /// (see [`ImportOptions::spill_dir`]); the files are then read from there
-/// and the archive lists them again before this returns, which costs the
-/// memory of its whole directory once more at the end. When the archive
-/// is not needed afterwards, [`import_owned`] skips that.
+/// and the archive lists them again before this returns, failed or not,
+/// which costs the memory of its whole directory once more at the end.
+/// (Only if the temporary file they waited in cannot be read back does
+/// the archive stay without them; the import then fails with that error.)
+/// When the archive is not needed afterwards, [`import_owned`] skips the
+/// restoring.
 pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
     archive: &mut Archive<R>,
     sink: &mut K,
