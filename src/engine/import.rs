@@ -296,7 +296,8 @@ fn rewrite_vector_id(id: &str, user: &str) -> String {
 /// and the archive lists them again before this returns, failed or not,
 /// which costs the memory of its whole directory once more at the end.
 /// (Only if the temporary file they waited in cannot be read back does
-/// the archive stay without them; the import then fails with that error.)
+/// the archive stay without them; the import then fails, with that error
+/// or an earlier one.)
 /// When the archive is not needed afterwards, [`import_owned`] skips the
 /// restoring.
 pub fn import<R: Read + Seek + Send, K: Sink + ?Sized>(
