@@ -95,9 +95,13 @@ impl SpillLog {
         if !self.current.is_empty() && self.current.len() + max_len > CHUNK {
             self.flush_chunk()?;
         }
-        // Grown as needed (a small archive's log stays small), never past
-        // a chunk but for a record larger than one.
-        self.current.reserve(max_len);
+        // Grown as needed (a small archive's log stays small), doubling
+        // but never past a chunk, unless one record is larger than that.
+        let need = self.current.len() + max_len;
+        if need > self.current.capacity() {
+            let grown = (2 * self.current.capacity()).min(CHUNK).max(need);
+            self.current.reserve_exact(grown - self.current.len());
+        }
         write(&mut self.current);
         Ok(())
     }
