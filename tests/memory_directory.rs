@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/tiny_files.rs"]
+mod tiny_files;
 use counting::{CURRENT, PEAK};
 
 #[global_allocator]
@@ -18,12 +20,7 @@ const FILES: usize = 60_000;
 fn an_open_archive_costs_a_bounded_number_of_bytes_an_entry() {
     let m = lvbak::Manifest::new("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", 1_700_000_000);
     let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, lvbak::WriteOptions::default()).unwrap();
-    for i in 0..FILES {
-        let name = format!("{i:08x}-0000-4000-8000-{i:012x}.png");
-        let mut f = w.file(lvbak::Bucket::Images, &name).unwrap();
-        f.write_bytes(&i.to_le_bytes()).unwrap();
-        f.finish().unwrap();
-    }
+    tiny_files::write_tiny_images(&mut w, FILES);
     let (bytes, _) = w.finish().unwrap();
 
     let base = CURRENT.load(Relaxed);

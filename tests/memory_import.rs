@@ -12,6 +12,8 @@ use lvbak::store::memory::MemoryStore;
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/tiny_files.rs"]
+mod tiny_files;
 use counting::CURRENT;
 
 #[global_allocator]
@@ -30,12 +32,7 @@ fn an_import_does_not_hold_the_directory_while_it_writes_rows() {
             .unwrap();
     }
     t.finish().unwrap();
-    for i in 0..FILES {
-        let name = format!("{i:08x}-0000-4000-8000-{i:012x}.png");
-        let mut f = w.file(lvbak::Bucket::Images, &name).unwrap();
-        f.write_bytes(&i.to_le_bytes()).unwrap();
-        f.finish().unwrap();
-    }
+    tiny_files::write_tiny_images(&mut w, FILES);
     let (bytes, _) = w.finish().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut store = MemoryStore::new("u-2");
