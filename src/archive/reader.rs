@@ -396,9 +396,6 @@ impl<R: Read + Seek> Archive<R> {
         (a, problems)
     }
 
-    /// A second view of this archive over another reader of the same
-    /// bytes (another handle on the same file), sharing the directory,
-    /// manifest and trailer instead of parsing them again.
     /// Sets the file entries aside until [`Archive::unstash_files`]: they
     /// are not listed or found meanwhile, and their slots and names are
     /// freed (with `dir`, they wait in an anonymous temporary file there,
@@ -442,6 +439,9 @@ impl<R: Read + Seek> Archive<R> {
         self.by_name = Arc::new(NameIndex { hasher, sorted });
     }
 
+    /// A second view of this archive over another reader of the same
+    /// bytes (another handle on the same file), sharing the directory,
+    /// manifest and trailer instead of parsing them again.
     pub(crate) fn share_with<R2>(&self, reader: R2) -> Archive<R2> {
         Archive {
             reader,
@@ -877,8 +877,6 @@ impl<R: Read> Iterator for Rows<'_, R> {
     }
 }
 
-/// Entry positions by a hash of their names, sorted: lookups compare only
-/// the names sharing the hash, and no name is copied.
 /// File entries an archive set aside ([`Archive::stash_files`]).
 pub(crate) struct StashedFiles(super::table::Stash);
 
@@ -892,6 +890,8 @@ impl StashedFiles {
     }
 }
 
+/// Entry positions by a hash of their names, sorted: lookups compare only
+/// the names sharing the hash, and no name is copied.
 #[derive(Debug)]
 pub(crate) struct NameIndex {
     hasher: std::collections::hash_map::RandomState,
