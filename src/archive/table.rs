@@ -88,6 +88,21 @@ fn decode_head(b: &[u8]) -> Option<(Fields, u64)> {
     Some((fields, u64::from_le_bytes(end)))
 }
 
+/// `slot` with its raw name `raw` appended to `names`, the names of a
+/// table being built.
+fn placed(names: &mut String, slot: Slot, raw: &str) -> Slot {
+    let name_at = names.len();
+    names.push_str(raw);
+    Slot { name_at, ..slot }
+}
+
+/// The name of a stash record, from its bytes, and its shape.
+fn decode_name(b: &[u8]) -> std::io::Result<(&str, Shape)> {
+    let raw = std::str::from_utf8(b).map_err(|_| damaged("name"))?;
+    let shape = crate::entry_name::classify(raw).map_err(|_| damaged("name"))?;
+    Ok((raw, shape))
+}
+
 fn damaged(what: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
@@ -112,13 +127,12 @@ impl Stash {
         let head = self.log.read_at(self.cursor, STASH_HEAD)?;
         let (fields, space_end) = decode_head(&head).ok_or_else(|| damaged("too short"))?;
         let name_at = self.cursor + STASH_HEAD as u64;
-        let raw = String::from_utf8(self.log.read_at(name_at, usize::from(fields.name_len))?)
-            .map_err(|_| damaged("name"))?;
-        let shape = crate::entry_name::classify(&raw).map_err(|_| damaged("name"))?;
+        let name = self.log.read_at(name_at, usize::from(fields.name_len))?;
+        let (raw, shape) = decode_name(&name)?;
         self.cursor = name_at + u64::from(fields.name_len);
         Ok(Some(Entry {
-            name: shape.name(&raw),
-            central: fields.with_name(raw, space_end),
+            name: shape.name(raw),
+            central: fields.with_name(raw.to_owned(), space_end),
         }))
     }
 }
@@ -139,14 +153,13 @@ impl Table {
     /// Appends the name of a record just read to `names` and returns the
     /// record's slot (the directory reader keeps it).
     pub(crate) fn new_slot(names: &mut String, fields: Fields, raw: &str) -> Slot {
-        let name_at = names.len();
-        names.push_str(raw);
-        Slot {
+        let slot = Slot {
             fields,
             space_end: 0,
-            name_at,
+            name_at: 0,
             shape: UNCLASSIFIED,
-        }
+        };
+        placed(names, slot, raw)
     }
 
     /// Classifies the names of `slots` (which must be this table's), on
@@ -271,10 +284,7 @@ impl Table {
                 })?;
                 moved += 1;
             } else {
-                let mut kept = *s;
-                kept.name_at = names.len();
-                names.push_str(raw);
-                slots.push(kept);
+                slots.push(placed(&mut names, *s, raw));
             }
         }
         slots.shrink_to_fit();
@@ -296,38 +306,29 @@ impl Table {
         let mut slots: Vec<Slot> = Vec::with_capacity(expected);
         let mut names = String::with_capacity(stash.names_len);
         let mut kept = self.slots.iter().peekable();
-        let keep = |s: &Slot, slots: &mut Vec<Slot>, names: &mut String| {
-            let mut k = *s;
-            k.name_at = names.len();
-            names.push_str(self.raw(s));
-            slots.push(k);
-        };
         stash.log.for_each_chunk(&mut |chunk| {
             let mut rest = chunk;
             while !rest.is_empty() {
                 let (fields, space_end) = decode_head(rest).ok_or_else(|| damaged("too short"))?;
                 let end = STASH_HEAD + usize::from(fields.name_len);
-                let raw = rest
-                    .get(STASH_HEAD..end)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .ok_or_else(|| damaged("name"))?;
-                let shape = crate::entry_name::classify(raw).map_err(|_| damaged("name"))?;
+                let (raw, shape) =
+                    decode_name(rest.get(STASH_HEAD..end).ok_or_else(|| damaged("name"))?)?;
                 while let Some(s) = kept.next_if(|s| s.fields.index < fields.index) {
-                    keep(s, &mut slots, &mut names);
+                    slots.push(placed(&mut names, *s, self.raw(s)));
                 }
-                slots.push(Slot {
+                let slot = Slot {
                     fields,
                     space_end,
-                    name_at: names.len(),
+                    name_at: 0,
                     shape,
-                });
-                names.push_str(raw);
+                };
+                slots.push(placed(&mut names, slot, raw));
                 rest = rest.get(end..).unwrap_or_default();
             }
             Ok(())
         })?;
         for s in kept {
-            keep(s, &mut slots, &mut names);
+            slots.push(placed(&mut names, *s, self.raw(s)));
         }
         if slots.len() != expected {
             return Err(damaged("count"));
