@@ -632,7 +632,17 @@ impl<R: Read + Seek> Archive<R> {
             });
         };
         let central = e.central();
-        let mut r = EntryReader::new(&mut self.reader, &central)?;
+        self.checked_reader(&central, digest)
+    }
+
+    /// A reader over the entry `central` describes, checking `digest` too
+    /// when there is one.
+    fn checked_reader(
+        &mut self,
+        central: &CentralEntry,
+        digest: Option<[u8; 32]>,
+    ) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let mut r = EntryReader::new(&mut self.reader, central)?;
         if let Some(d) = digest {
             r.expect_sha256(d);
         }
@@ -643,11 +653,7 @@ impl<R: Read + Seek> Archive<R> {
     /// [`Archive::stash_files`] (given by [`StashedFiles::next_entry`]).
     pub(crate) fn stashed_reader(&mut self, e: &Entry) -> Result<EntryReader<'_, R>, ArchiveError> {
         let digest = self.digest_for(e.central.index, &e.name.to_string());
-        let mut r = EntryReader::new(&mut self.reader, &e.central)?;
-        if let Some(d) = digest {
-            r.expect_sha256(d);
-        }
-        Ok(r)
+        self.checked_reader(&e.central, digest)
     }
 
     /// The rows of `database/{table}.ndjson`, one line at a time.
