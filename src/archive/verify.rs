@@ -94,20 +94,9 @@ pub fn verify_with_progress<R: Read + Seek>(
         let Some(e) = archive.entry(i).map(|e| e.to_entry()) else {
             break;
         };
-        let local = match deep_entry(&mut archive, i, &e.name, &mut scratch) {
-            Ok((n, local)) => {
-                report.bytes_checked += n;
-                local
-            }
-            Err(err) => {
-                report.problems.push((&err).into());
-                None
-            }
-        };
-        // Descriptor agreement (the server never looks; a lie is reported).
-        if let Some(p) = descriptor_problem(&mut archive, &e, local) {
-            report.problems.push(p);
-        }
+        let (n, found) = check_entry(&mut archive, i, &e, &mut scratch);
+        report.bytes_checked += n;
+        report.problems.extend(found);
         progress(i as u64 + 1, total, report.bytes_checked);
     }
     report
@@ -228,19 +217,9 @@ pub fn verify_path(
                             done.fetch_add(1, Ordering::Relaxed);
                             continue;
                         };
-                        let local = match deep_entry(&mut a, i, &e.name, &mut scratch) {
-                            Ok((n, local)) => {
-                                bytes.fetch_add(n, Ordering::Relaxed);
-                                local
-                            }
-                            Err(err) => {
-                                out.push((i, (&err).into()));
-                                None
-                            }
-                        };
-                        if let Some(p) = descriptor_problem(&mut a, &e, local) {
-                            out.push((i, p));
-                        }
+                        let (n, found) = check_entry(&mut a, i, &e, &mut scratch);
+                        bytes.fetch_add(n, Ordering::Relaxed);
+                        out.extend(found.into_iter().map(|p| (i, p)));
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     (out, None)
@@ -357,6 +336,27 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// The deep checks of entry `i` (`e`) and of its data descriptor: the
+/// bytes checked (0 when the entry fails) and the problems found, in order.
+fn check_entry<R: Read + Seek>(
+    a: &mut Archive<R>,
+    i: usize,
+    e: &super::Entry,
+    scratch: &mut [u8],
+) -> (u64, Vec<Problem>) {
+    let mut found = Vec::new();
+    let (n, local) = match deep_entry(a, i, &e.name, scratch) {
+        Ok(checked) => checked,
+        Err(err) => {
+            found.push((&err).into());
+            (0, None)
+        }
+    };
+    // Descriptor agreement (the server never looks; a lie is reported).
+    found.extend(descriptor_problem(a, e, local));
+    (n, found)
 }
 
 /// The problem, if any, with entry `e`'s data descriptor; `local` is where
