@@ -5,6 +5,11 @@
 # Usage: scripts/bench-rss.sh [WORKDIR] [SCALES...]
 # (default WORKDIR: ./target/bench-work, SCALES: 1 4). Needs ~3 GB of disk
 # per scale unit (16 → ~50 GB).
+# LVBAK_BENCH_COLD=1 runs every operation with what it reads out of the
+# page cache (each file dropped with `dd iflag=nocache count=0`, written
+# files synced first), so that every scale runs in the same state: warm,
+# a 16x source (21 GB) cannot stay cached beside its archive on a 24 GB
+# machine while a 1x one does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-target/bench-work}"; shift || true
@@ -17,6 +22,10 @@ measure() { # name scale archive cmd... (MB/s is of the archive's bytes,
   # read once the command has run: the export writes it)
   local name=$1 scale=$2 archive=$3; shift 3
   local log; log=$(mktemp)
+  if [ -n "$cold" ]; then
+    evict "$archive"
+    [ "$name" != export ] || evict "$d/src"
+  fi
   /usr/bin/time -v "$@" >/dev/null 2>"$log"
   local wall rss bytes
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$log" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
@@ -26,6 +35,16 @@ measure() { # name scale archive cmd... (MB/s is of the archive's bytes,
   if [ "$(echo "$wall > 0" | bc)" = 1 ]; then rate=$(printf '%.1f' "$(echo "$bytes/1000000/$wall" | bc -l)"); fi
   printf '%-12s x%-3s %8.2f s  %7.1f MiB peak RSS  %8s MB/s\n' "$name" "$scale" "$wall" "$(echo "$rss/1024" | bc -l)" "$rate"
   rm -f "$log"
+}
+cold="${LVBAK_BENCH_COLD:-}"
+evict() { # drops the page cache of every file under each existing argument
+  sync
+  local p
+  for p in "$@"; do
+    [ -e "$p" ] || continue
+    find "$p" -type f -print0 |
+      xargs -0 -r -P2 -I{} dd if={} iflag=nocache count=0 status=none
+  done
 }
 # Outputs of an earlier run are deleted first, then the script waits
 # (LVBAK_BENCH_SETTLE seconds, default 120): on a journal-less ext4 volume
@@ -43,7 +62,7 @@ for s in ${scales[@]}; do
   # by a 16x run made the 1x export 5.0 s instead of 2.6-2.8 s).
   src_kb=$(du -sk "$d/src" | cut -f1)
   avail_kb=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
-  if [ "$src_kb" -lt $((avail_kb / 2)) ]; then
+  if [ -z "$cold" ] && [ "$src_kb" -lt $((avail_kb / 2)) ]; then
     find "$d/src" -type f -exec cat {} + >/dev/null
   fi
   measure export "$s" "$d/out.lvbak" $bin export --db "$d/src/lumiverse.db" --user bench-user -o "$d/out.lvbak"
