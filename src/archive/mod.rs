@@ -6,6 +6,7 @@ mod table;
 mod verify;
 mod writer;
 
+pub(crate) use reader::StashedFiles;
 pub use reader::{Archive, Row, Rows};
 pub use table::{Entries, Entry, EntryRef};
 pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};

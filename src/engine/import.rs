@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{names, store, CancelToken, EngineError, Progress, ProgressFn};
-use crate::archive::Archive;
+use crate::archive::{Archive, StashedFiles};
 use crate::domain::{self, DomainId, Owner, SettingMerge, TableSpec};
 use crate::entry_name::{Bucket, EntryName};
 use crate::envelope::{SecretSet, Ticket};
@@ -427,6 +427,20 @@ fn import_with<R: Read + Seek + Send, K: Sink + ?Sized>(
     }
 }
 
+/// What the phases of one import share: the sink, the choices, the report
+/// being filled and the progress being reported.
+struct Phases<'a, 'p, K: ?Sized> {
+    sink: &'a mut K,
+    domains: &'a BTreeSet<DomainId>,
+    dry: bool,
+    user: String,
+    now: i64,
+    report: &'a mut ImportReport,
+    p: Progress,
+    progress: ProgressFn<'p>,
+    cancel: &'a CancelToken,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     archive: &mut Archive<R>,
@@ -439,55 +453,42 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     cancel: &CancelToken,
     restore: bool,
 ) -> Result<(), EngineError> {
-    let dry = opts.dry_run;
-    let user = sink.user_id().to_owned();
-    let now = opts.now.unwrap_or_else(super::export::now);
     let counts: HashMap<String, u64> = archive.merged_counts().iter().cloned().collect();
-    let mut p = Progress {
-        phase: "tables",
-        rows_total: archive
-            .tables()
-            .iter()
-            .map(|t| counts.get(t).copied().unwrap_or(0))
-            .sum(),
-        entries_total: archive.entries().len() as u64,
-        bytes_total: archive.entries().map(|e| e.uncompressed_size()).sum(),
-        ..Progress::default()
+    let mut ph = Phases {
+        dry: opts.dry_run,
+        user: sink.user_id().to_owned(),
+        now: opts.now.unwrap_or_else(super::export::now),
+        sink,
+        domains,
+        report,
+        p: Progress {
+            phase: "tables",
+            rows_total: archive
+                .tables()
+                .iter()
+                .map(|t| counts.get(t).copied().unwrap_or(0))
+                .sum(),
+            entries_total: archive.entries().len() as u64,
+            bytes_total: archive.entries().map(|e| e.uncompressed_size()).sum(),
+            ..Progress::default()
+        },
+        progress,
+        cancel,
     };
     let archive_tables: BTreeSet<String> = archive.tables().into_iter().collect();
-    for t in &archive_tables {
-        match domain::table(t) {
-            None if domain::NEVER.contains(&t.as_str()) => report.ignored_tables.push((
-                t.clone(),
-                "never imported (not user data lvbak restores)".into(),
-            )),
-            None => report
-                .ignored_tables
-                .push((t.clone(), "not a table of any lvbak domain".into())),
-            Some(spec) if !domains.contains(&spec.domain) => report
-                .ignored_tables
-                .push((t.clone(), format!("domain {} not selected", spec.domain))),
-            Some(_) => {}
-        }
-    }
+    ph.note_ignored_tables(&archive_tables);
 
     // The file entries of the selected domains: counted and announced to
     // the sink now, restored after the rows.
-    let selected_bucket = |bucket: Bucket| {
-        domain::bucket_domains(bucket)
-            .iter()
-            .any(|d| domains.contains(d))
-    };
-    let selected =
-        |e: &crate::archive::EntryRef<'_>| e.file().is_some_and(|(b, _)| selected_bucket(b));
     let (count, bytes) = archive
         .entries()
-        .filter(selected)
+        .filter(|e| e.file().is_some_and(|(b, _)| ph.selected_bucket(b)))
         .fold((0u64, 0u64), |(n, b), e| {
             (n + 1, b.saturating_add(e.uncompressed_size()))
         });
-    if !dry && count > 0 {
-        sink.expect_files(count, bytes)
+    if !ph.dry && count > 0 {
+        ph.sink
+            .expect_files(count, bytes)
             .map_err(store("preparing for the files"))?;
     }
 
@@ -497,9 +498,74 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
     // read from there, and the entries put back (for `import`) whatever
     // happened.
     let mut stashed = archive.stash_files(opts.spill_dir.clone())?;
-    let mut databank_paths: HashMap<String, String> = HashMap::new();
-    let mut owners = OwnerCache::new(&user);
-    let rows = (|| -> Result<(), EngineError> {
+    let files = ph
+        .rows(archive, &archive_tables)
+        .and_then(|databank_paths| ph.files(archive, &mut stashed, &databank_paths));
+    // The caller's archive lists its files again (not needed when the
+    // archive was handed over, see `import_owned`).
+    let restored = if restore {
+        archive.unstash_files(stashed)
+    } else {
+        Ok(())
+    };
+    files?;
+    restored?;
+
+    ph.vectors(archive)?;
+    if let Some(set) = secrets {
+        ph.secrets(archive, set)?;
+    }
+    ph.p.phase = "commit";
+    (ph.progress)(&ph.p);
+    Ok(())
+}
+
+impl<K: Sink + ?Sized> Phases<'_, '_, K> {
+    /// Whether the files of `bucket` belong to a selected domain.
+    fn selected_bucket(&self, bucket: Bucket) -> bool {
+        domain::bucket_domains(bucket)
+            .iter()
+            .any(|d| self.domains.contains(d))
+    }
+
+    /// Reports each table of the archive that is not imported, and why.
+    fn note_ignored_tables(&mut self, archive_tables: &BTreeSet<String>) {
+        for t in archive_tables {
+            let why = match domain::table(t) {
+                None if domain::NEVER.contains(&t.as_str()) => {
+                    "never imported (not user data lvbak restores)".to_owned()
+                }
+                None => "not a table of any lvbak domain".to_owned(),
+                Some(spec) if !self.domains.contains(&spec.domain) => {
+                    format!("domain {} not selected", spec.domain)
+                }
+                Some(_) => continue,
+            };
+            self.report.ignored_tables.push((t.clone(), why));
+        }
+    }
+
+    /// The rows of every selected table, then the dangling references
+    /// cleared; returns where each databank document's row puts its file.
+    fn rows<R: Read + Seek + Send>(
+        &mut self,
+        archive: &mut Archive<R>,
+        archive_tables: &BTreeSet<String>,
+    ) -> Result<HashMap<String, String>, EngineError> {
+        let Phases {
+            sink,
+            domains,
+            dry,
+            user,
+            now,
+            report,
+            p,
+            progress,
+            cancel,
+        } = self;
+        let (dry, now) = (*dry, *now);
+        let mut databank_paths: HashMap<String, String> = HashMap::new();
+        let mut owners = OwnerCache::new(user);
         for spec in domain::TABLES {
             if !domains.contains(&spec.domain) || !archive_tables.contains(spec.name) {
                 continue;
@@ -515,7 +581,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             }
             cancel.check()?;
             p.table = Some(spec.name.to_owned());
-            progress(&p);
+            progress(p);
             let mut tr = TableReport {
                 table: spec.name.to_owned(),
                 ..TableReport::default()
@@ -529,7 +595,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 p.rows_done += 1;
                 if p.rows_done % 1024 == 0 {
                     cancel.check()?;
-                    progress(&p);
+                    progress(p);
                 }
                 if let Some((k, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
                     if spec.name != "settings" || k != "value" {
@@ -541,9 +607,9 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                     }
                 }
                 if spec.name == "settings" {
-                    return import_setting(sink, row, dry, now, &mut tr);
+                    return import_setting(*sink, row, dry, now, &mut tr);
                 }
-                import_row(sink, spec, row, &user, dry, &mut tr, report, &mut owners)?;
+                import_row(*sink, spec, row, user, dry, &mut tr, report, &mut owners)?;
                 if spec.name == "databank_documents" {
                     if let (Some(id), Some(fp)) = (
                         row.get("id").and_then(Value::as_str),
@@ -572,25 +638,31 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 }
             }
         }
-        Ok(())
-    })();
-    drop(owners);
+        Ok(databank_paths)
+    }
 
-    // Files, read from where they were set aside (after the rows: a
-    // databank document goes where its row points).
-    let files = rows.and_then(|()| {
-        p.phase = "files";
-        p.table = None;
+    /// The files of the selected domains, read from where they were set
+    /// aside (after the rows: a databank document goes where its row
+    /// points, `databank_paths`).
+    fn files<R: Read + Seek + Send>(
+        &mut self,
+        archive: &mut Archive<R>,
+        stashed: &mut StashedFiles,
+        databank_paths: &HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let dry = self.dry;
+        self.p.phase = "files";
+        self.p.table = None;
         while let Some(e) = stashed.next_entry()? {
             let EntryName::File { bucket, name } = &e.name else {
                 continue;
             };
             let (bucket, name, size) = (*bucket, name.as_str(), e.central.uncompressed_size);
-            if !selected_bucket(bucket) {
+            if !self.selected_bucket(bucket) {
                 continue;
             }
-            cancel.check()?;
-            let counts = report.files.entry(bucket).or_default();
+            self.cancel.check()?;
+            let counts = self.report.files.entry(bucket).or_default();
             let path = match bucket {
                 Bucket::Databank => {
                     // lvbak restores the document where its row points (the server
@@ -598,19 +670,20 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                     let by_row = name
                         .split_once("__")
                         .and_then(|(id, _)| databank_paths.get(id))
-                        .and_then(|fp| StorePath::databank(&user, fp));
-                    by_row.or_else(|| StorePath::for_entry(bucket, &user, name))
+                        .and_then(|fp| StorePath::databank(&self.user, fp));
+                    by_row.or_else(|| StorePath::for_entry(bucket, &self.user, name))
                 }
-                _ => StorePath::for_entry(bucket, &user, name),
+                _ => StorePath::for_entry(bucket, &self.user, name),
             };
             let Some(path) = path else {
                 counts.refused += 1;
-                report
+                self.report
                     .notes
                     .push(format!("files/{bucket}/{name}: unsafe path, not restored"));
                 continue;
             };
-            if sink
+            if self
+                .sink
                 .file_exists(&path)
                 .map_err(store(format!("checking {path}")))?
             {
@@ -625,7 +698,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 })?;
                 if !is_sound(&head[..n]) {
                     counts.refused += 1;
-                    report.notes.push(format!(
+                    self.report.notes.push(format!(
                         "files/{bucket}/{name}: not a recognised sound file, not restored"
                     ));
                     continue;
@@ -636,7 +709,8 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                     continue;
                 }
                 let mut chained = (&head[..n]).chain(&mut r);
-                if sink
+                if self
+                    .sink
                     .write_file(&path, &mut chained)
                     .map_err(store(format!("writing {path}")))?
                 {
@@ -656,7 +730,7 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
                 inner: &mut r,
                 failure: None,
             };
-            let wrote = match sink.write_file(&path, &mut checked) {
+            let wrote = match self.sink.write_file(&path, &mut checked) {
                 Ok(w) => w,
                 Err(e) => {
                     // An integrity failure of the archive is the archive's error, not the store's.
@@ -675,91 +749,116 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             } else {
                 counts.existing += 1;
             }
-            p.bytes_done += size;
-            p.entries_done += 1;
-            progress(&p);
+            self.p.bytes_done += size;
+            self.p.entries_done += 1;
+            (self.progress)(&self.p);
         }
         Ok(())
-    });
-    // The caller's archive lists its files again (not needed when the
-    // archive was handed over, see `import_owned`).
-    let restored = if restore {
-        archive.unstash_files(stashed)
-    } else {
-        Ok(())
-    };
-    files?;
-    restored?;
-
-    // Vectors.
-    if archive.manifest().include_vectors && domains.contains(&DomainId::Vectors) {
-        p.phase = "vectors";
-        progress(&p);
-        let mine = sink
-            .embedding_config()
-            .map_err(store("reading the embedding configuration"))?;
-        let theirs = &archive.manifest().embedding_config;
-        let matches = mine.dimension.is_some()
-            && mine.dimension == theirs.dimension
-            && mine.provider == theirs.provider
-            && mine.model == theirs.model;
-        if matches {
-            report.vectors.restored = true;
-            for t in archive.vector_tables() {
-                if !domain::VECTOR_TABLES.contains(&t.as_str()) {
-                    report.ignored_tables.push((
-                        format!("lancedb:{t}"),
-                        "not a vector table lvbak knows".into(),
-                    ));
-                    continue;
-                }
-                let mut rows = archive.vector_rows(&t)?;
-                while let Some((line, text)) = rows.next_line()? {
-                    cancel.check()?;
-                    let mut row: RowMap =
-                        serde_json::from_str(text).map_err(|e| EngineError::Row {
-                            table: format!("lancedb/{t}"),
-                            line,
-                            message: e.to_string(),
-                        })?;
-                    if row.get("vector_b64").is_none_or(Value::is_null) {
-                        report.vectors.skipped += 1;
+    }
+    /// The vector rows, when the archive has them and the target's
+    /// embedding configuration matches; otherwise the chunks are marked for
+    /// re-vectorisation.
+    fn vectors<R: Read + Seek + Send>(
+        &mut self,
+        archive: &mut Archive<R>,
+    ) -> Result<(), EngineError> {
+        let Phases {
+            sink,
+            domains,
+            dry,
+            user,
+            report,
+            p,
+            progress,
+            cancel,
+            ..
+        } = self;
+        let (dry, user): (bool, &str) = (*dry, user);
+        if archive.manifest().include_vectors && domains.contains(&DomainId::Vectors) {
+            p.phase = "vectors";
+            progress(p);
+            let mine = sink
+                .embedding_config()
+                .map_err(store("reading the embedding configuration"))?;
+            let theirs = &archive.manifest().embedding_config;
+            let matches = mine.dimension.is_some()
+                && mine.dimension == theirs.dimension
+                && mine.provider == theirs.provider
+                && mine.model == theirs.model;
+            if matches {
+                report.vectors.restored = true;
+                for t in archive.vector_tables() {
+                    if !domain::VECTOR_TABLES.contains(&t.as_str()) {
+                        report.ignored_tables.push((
+                            format!("lancedb:{t}"),
+                            "not a vector table lvbak knows".into(),
+                        ));
                         continue;
                     }
-                    if let Some(id) = row
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .map(|s| rewrite_vector_id(s, &user))
-                    {
-                        row.insert("id".into(), id.into());
-                    }
-                    row.insert("user_id".into(), user.clone().into());
-                    if dry {
-                        report.vectors.inserted += 1;
-                        continue;
-                    }
-                    match sink
-                        .insert_vector(&t, &row)
-                        .map_err(store(format!("inserting a vector into {t}")))?
-                    {
-                        InsertOutcome::Inserted => report.vectors.inserted += 1,
-                        InsertOutcome::Skipped => report.vectors.skipped += 1,
+                    let mut rows = archive.vector_rows(&t)?;
+                    while let Some((line, text)) = rows.next_line()? {
+                        cancel.check()?;
+                        let mut row: RowMap =
+                            serde_json::from_str(text).map_err(|e| EngineError::Row {
+                                table: format!("lancedb/{t}"),
+                                line,
+                                message: e.to_string(),
+                            })?;
+                        if row.get("vector_b64").is_none_or(Value::is_null) {
+                            report.vectors.skipped += 1;
+                            continue;
+                        }
+                        if let Some(id) = row
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .map(|s| rewrite_vector_id(s, user))
+                        {
+                            row.insert("id".into(), id.into());
+                        }
+                        row.insert("user_id".into(), user.into());
+                        if dry {
+                            report.vectors.inserted += 1;
+                            continue;
+                        }
+                        match sink
+                            .insert_vector(&t, &row)
+                            .map_err(store(format!("inserting a vector into {t}")))?
+                        {
+                            InsertOutcome::Inserted => report.vectors.inserted += 1,
+                            InsertOutcome::Skipped => report.vectors.skipped += 1,
+                        }
                     }
                 }
-            }
-        } else {
-            report.vectors.revectorise = true;
-            if !dry {
-                sink.mark_for_revectorisation()
-                    .map_err(store("marking chunks for re-vectorisation"))?;
+            } else {
+                report.vectors.revectorise = true;
+                if !dry {
+                    sink.mark_for_revectorisation()
+                        .map_err(store("marking chunks for re-vectorisation"))?;
+                }
             }
         }
+        Ok(())
     }
 
-    // Secrets, last.
-    if let Some(set) = secrets {
+    /// The secrets opened from the envelope, last; the ticket's use is
+    /// recorded first.
+    fn secrets<R: Read + Seek + Send>(
+        &mut self,
+        archive: &mut Archive<R>,
+        set: &SecretSet,
+    ) -> Result<(), EngineError> {
+        let Phases {
+            sink,
+            dry,
+            now,
+            report,
+            p,
+            progress,
+            ..
+        } = self;
+        let (dry, now) = (*dry, *now);
         p.phase = "secrets";
-        progress(&p);
+        progress(p);
         if !dry {
             let id = archive.manifest().archive_id.clone();
             let fp = report
@@ -788,10 +887,8 @@ fn run<R: Read + Seek + Send, K: Sink + ?Sized>(
             }
             report.secrets.restored.push(s.key.clone());
         }
+        Ok(())
     }
-    p.phase = "commit";
-    progress(&p);
-    Ok(())
 }
 
 /// Reads, inflates, checks and parses a table's rows on a second thread
