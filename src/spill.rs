@@ -21,6 +21,10 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// when it is dropped.
 struct SpillFile {
     file: File,
+    /// Where in the log the file's first byte is: chunks filled before the
+    /// file was made (before `spill_to`, or while it could not be created)
+    /// stay in memory.
+    start: u64,
     /// Still to remove on drop (the removal at creation failed).
     path: Option<PathBuf>,
     /// Length of each chunk written, in order.
@@ -28,7 +32,7 @@ struct SpillFile {
 }
 
 impl SpillFile {
-    fn create(dir: &Path) -> io::Result<SpillFile> {
+    fn create(dir: &Path, start: u64) -> io::Result<SpillFile> {
         let path = dir.join(format!(".lvbak-spill-{}.tmp", uuid::Uuid::new_v4()));
         let file = File::options()
             .read(true)
@@ -38,6 +42,7 @@ impl SpillFile {
         let path = std::fs::remove_file(&path).err().map(|_| path);
         Ok(SpillFile {
             file,
+            start,
             path,
             chunks: Vec::new(),
         })
@@ -109,7 +114,7 @@ impl SpillLog {
     fn flush_chunk(&mut self) -> io::Result<()> {
         if self.file.is_none() {
             if let Some(dir) = &self.dir {
-                self.file = SpillFile::create(dir).ok();
+                self.file = SpillFile::create(dir, self.before).ok();
             }
         }
         let full = std::mem::take(&mut self.current);
@@ -140,9 +145,9 @@ impl SpillLog {
         if offset >= self.before {
             return slice(&self.current, offset - self.before).ok_or_else(bad);
         }
-        if let Some(s) = &mut self.file {
+        if let Some(s) = self.file.as_mut().filter(|s| offset >= s.start) {
             let mut out = vec![0u8; len];
-            s.file.seek(SeekFrom::Start(offset))?;
+            s.file.seek(SeekFrom::Start(offset - s.start))?;
             s.file.read_exact(&mut out)?;
             return Ok(out);
         }
@@ -264,5 +269,39 @@ mod tests {
             let want: Vec<u8> = (0..n).flat_map(record).collect();
             assert!(got == want, "{spill}");
         }
+    }
+
+    #[test]
+    fn a_log_told_to_spill_late_reads_back_what_went_to_memory_and_to_the_file() {
+        // Chunks filled before `spill_to` (or while the file could not be
+        // created) stay in memory; only later ones go to the file, which
+        // then starts partway through the log.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SpillLog::default();
+        let n = 12_000;
+        let mut offsets = Vec::new();
+        for i in 0..n {
+            if i == n / 2 {
+                log.spill_to(Some(dir.path().to_path_buf()));
+            }
+            let r = record(i);
+            offsets.push(log.len());
+            log.append_with(r.len(), |b| b.extend_from_slice(&r))
+                .unwrap();
+        }
+        assert!(log.spilled());
+        assert!(!log.chunks.is_empty(), "some chunks stayed in memory");
+        for i in (0..n).step_by(7).chain([996, 997, 998, n / 2, n - 1]) {
+            let r = record(i);
+            assert_eq!(log.read_at(offsets[i], r.len()).unwrap(), r, "record {i}");
+        }
+        let mut got = Vec::new();
+        log.for_each_chunk(&mut |c| {
+            got.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<u8> = (0..n).flat_map(record).collect();
+        assert!(got == want);
     }
 }

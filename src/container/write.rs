@@ -775,18 +775,26 @@ mod tests {
     fn a_large_directory_is_the_same_in_memory_or_in_its_temporary_file() {
         // About three chunks of records: names from the first, a middle and
         // the last chunk are written again and must be refused, whether the
-        // name is read back from memory or from the temporary file.
+        // name is read back from memory or from the temporary file, and
+        // when the folder is given only halfway (the first chunks stay in
+        // memory, the file starts partway through the directory).
         let n = 25_000usize;
         let name = |i: usize| format!("files/images/{i:08}-0000-4000-8000-{i:012}.png");
         let stored = opts(Method::Stored);
         let mut outputs = Vec::new();
-        for spill in [false, true] {
+        for (spill, late) in [(false, false), (true, false), (true, true)] {
             for all_collide in [false, true] {
                 let dir = tempfile::tempdir().unwrap();
                 let mut z = ZipWriter::new(Vec::new());
                 z.names.all_collide = all_collide;
-                z.set_spill_dir(spill.then(|| dir.path().to_path_buf()));
+                let folder = spill.then(|| dir.path().to_path_buf());
+                if !late {
+                    z.set_spill_dir(folder.clone());
+                }
                 for i in 0..n {
+                    if late && i == n / 2 {
+                        z.set_spill_dir(folder.clone());
+                    }
                     z.add_entry(&name(i), stored, &[i as u8]).unwrap();
                 }
                 assert_eq!(z.directory.spilled(), spill);
@@ -797,7 +805,7 @@ mod tests {
                     let e = z.add_entry(&name(i), stored, b"again").unwrap_err();
                     assert!(
                         matches!(&e, ContainerError::DuplicateWrite { entry } if *entry == name(i)),
-                        "{i} (spill {spill}, collide {all_collide}): {e}"
+                        "{i} (spill {spill}, late {late}, collide {all_collide}): {e}"
                     );
                 }
                 z.add_entry("last", stored, b"x").unwrap();
