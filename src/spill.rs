@@ -240,23 +240,37 @@ mod tests {
 
     #[test]
     fn records_come_back_whole_and_in_order_from_memory_or_the_file() {
-        for spill in [false, true] {
+        // `late`: the folder is given halfway, so the first chunks stay in
+        // memory and the file starts partway through the log (as when the
+        // file could be created only after an earlier attempt failed).
+        for (spill, late) in [(false, false), (true, false), (true, true)] {
             let dir = tempfile::tempdir().unwrap();
             let mut log = SpillLog::default();
-            log.spill_to(spill.then(|| dir.path().to_path_buf()));
+            let folder = spill.then(|| dir.path().to_path_buf());
+            if !late {
+                log.spill_to(folder.clone());
+            }
             let n = 12_000;
             let mut offsets = Vec::new();
             for i in 0..n {
+                if late && i == n / 2 {
+                    log.spill_to(folder.clone());
+                }
                 let r = record(i);
                 offsets.push(log.len());
                 log.append_with(r.len(), |b| b.extend_from_slice(&r))
                     .unwrap();
             }
             assert_eq!(log.spilled(), spill);
+            assert_eq!(!log.chunks.is_empty(), !spill || late);
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-            for i in [0, 1, 996, 997, 998, 5000, n - 1] {
+            for i in (0..n).step_by(7).chain([996, 997, 998, n / 2, n - 1]) {
                 let r = record(i);
-                assert_eq!(log.read_at(offsets[i], r.len()).unwrap(), r, "{i} {spill}");
+                assert_eq!(
+                    log.read_at(offsets[i], r.len()).unwrap(),
+                    r,
+                    "{i} {spill} {late}"
+                );
             }
             // Past the end of what was written: an error, not a panic.
             assert!(log.read_at(offsets[n - 1], CHUNK * 3).is_err());
@@ -267,41 +281,7 @@ mod tests {
             })
             .unwrap();
             let want: Vec<u8> = (0..n).flat_map(record).collect();
-            assert!(got == want, "{spill}");
+            assert!(got == want, "{spill} {late}");
         }
-    }
-
-    #[test]
-    fn a_log_told_to_spill_late_reads_back_what_went_to_memory_and_to_the_file() {
-        // Chunks filled before `spill_to` (or while the file could not be
-        // created) stay in memory; only later ones go to the file, which
-        // then starts partway through the log.
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = SpillLog::default();
-        let n = 12_000;
-        let mut offsets = Vec::new();
-        for i in 0..n {
-            if i == n / 2 {
-                log.spill_to(Some(dir.path().to_path_buf()));
-            }
-            let r = record(i);
-            offsets.push(log.len());
-            log.append_with(r.len(), |b| b.extend_from_slice(&r))
-                .unwrap();
-        }
-        assert!(log.spilled());
-        assert!(!log.chunks.is_empty(), "some chunks stayed in memory");
-        for i in (0..n).step_by(7).chain([996, 997, 998, n / 2, n - 1]) {
-            let r = record(i);
-            assert_eq!(log.read_at(offsets[i], r.len()).unwrap(), r, "record {i}");
-        }
-        let mut got = Vec::new();
-        log.for_each_chunk(&mut |c| {
-            got.extend_from_slice(c);
-            Ok(())
-        })
-        .unwrap();
-        let want: Vec<u8> = (0..n).flat_map(record).collect();
-        assert!(got == want);
     }
 }
