@@ -277,6 +277,48 @@ impl SqliteStore {
     }
 }
 
+/// Moves the staged file `tmp` to `dest` unless something is at `dest` (a
+/// file, a folder, a link, even one to nothing): true when it was placed.
+/// Nothing at `dest` is ever replaced, even when it appears while the
+/// import commits: the file is hard-linked there (refused when the name is
+/// taken, in the same step), then its staged name removed. Where no hard
+/// link can be made (a bucket folder on another file system, or a file
+/// system without them) it is copied into a file created only if the name
+/// is free.
+fn place_new(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
+    use std::io::ErrorKind::AlreadyExists;
+    match fs::hard_link(tmp, dest) {
+        Ok(()) => {
+            // (Left over, it goes with the staging folder.)
+            let _ = fs::remove_file(tmp);
+            return Ok(true);
+        }
+        Err(e) if e.kind() == AlreadyExists => return Ok(false),
+        Err(_) => {}
+    }
+    let mut out = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let copied = fs::File::open(tmp).and_then(|mut f| std::io::copy(&mut f, &mut out));
+    drop(out);
+    match copied {
+        Ok(_) => {
+            let _ = fs::remove_file(tmp);
+            Ok(true)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(dest);
+            Err(e)
+        }
+    }
+}
+
 fn to_json(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
@@ -624,19 +666,32 @@ impl Sink for SqliteStore {
                     .execute_batch(&format!("PRAGMA page_size={bytes}; VACUUM;"));
             }
         }
-        self.ensure_meta()?;
-        // Like the server, references are not enforced while rows arrive in
-        // an order that may put a child before its parent.
-        self.conn
-            .execute_batch("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;")
-            .map_err(sql("starting the transaction"))?;
+        // The staging folder: a new name of this import's own, made before
+        // the transaction starts (a folder of that name that exists is an
+        // error, never emptied: it is not ours).
         let staging = self
             .data_dir
-            .join(format!(".lvbak-staging-{}", std::process::id()));
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
+            .join(format!(".lvbak-staging-{}", uuid::Uuid::new_v4()));
+        let made = fs::create_dir_all(&self.data_dir).and_then(|()| fs::create_dir(&staging));
+        if let Err(e) = made {
+            self.back_to_wal();
+            return Err(e.into());
         }
-        fs::create_dir_all(&staging)?;
+        // Like the server, references are not enforced while rows arrive in
+        // an order that may put a child before its parent. lvbak's own
+        // tables are made inside the transaction, so a failed import leaves
+        // the schema as it was.
+        let started = self
+            .conn
+            .execute_batch("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;")
+            .map_err(sql("starting the transaction"))
+            .and_then(|()| self.ensure_meta());
+        if let Err(e) = started {
+            let _ = self.roll_back_rows();
+            self.back_to_wal();
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
         self.staged = Staged::in_folder(&staging);
         self.staging = Some(staging);
         Ok(())
@@ -654,6 +709,9 @@ impl Sink for SqliteStore {
         // paths: the paths are walked again to undo a failed commit).
         let mut placed = vec![false; staged.len()];
         let mut made_dir: Option<PathBuf> = None;
+        // Folders this commit created, parents first (removed again, when
+        // empty, if it fails).
+        let mut new_dirs: Vec<PathBuf> = Vec::new();
         let walked = staged.for_each(&mut |n, path| {
             if failure.is_some() {
                 return Ok(());
@@ -662,6 +720,12 @@ impl Sink for SqliteStore {
             let dest = self.path_of(path);
             if let Some(parent) = dest.parent() {
                 if made_dir.as_deref() != Some(parent) {
+                    let missing = parent
+                        .ancestors()
+                        .take_while(|d| fs::symlink_metadata(d).is_err())
+                        .map(Path::to_path_buf)
+                        .collect::<Vec<_>>();
+                    new_dirs.extend(missing.into_iter().rev());
                     if let Err(e) = fs::create_dir_all(parent) {
                         failure = Some(e.into());
                         return Ok(());
@@ -669,15 +733,14 @@ impl Sink for SqliteStore {
                     made_dir = Some(parent.to_owned());
                 }
             }
-            if dest.exists() {
-                return Ok(()); // an existing file wins
-            }
-            match fs::rename(&tmp, &dest) {
-                Ok(()) => {
+            // An existing file wins.
+            match place_new(&tmp, &dest) {
+                Ok(true) => {
                     if let Some(p) = placed.get_mut(n) {
                         *p = true;
                     }
                 }
+                Ok(false) => {}
                 Err(e) => failure = Some(e.into()),
             }
             Ok(())
@@ -699,6 +762,10 @@ impl Sink for SqliteStore {
                 }
                 Ok(())
             });
+            // Deepest first; a folder something else wrote into stays.
+            for d in new_dirs.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
         }
         // (The log's file, if any, is in the staging folder.)
         drop(staged);
@@ -896,7 +963,8 @@ impl Sink for SqliteStore {
     }
 
     fn file_exists(&mut self, path: &StorePath) -> Result<bool, StoreError> {
-        Ok(self.staged.contains(path.as_str())? || self.path(path).exists())
+        // Anything at the name counts, a link to nothing included.
+        Ok(self.staged.contains(path.as_str())? || fs::symlink_metadata(self.path(path)).is_ok())
     }
 
     fn write_file(&mut self, path: &StorePath, data: &mut dyn Read) -> Result<bool, StoreError> {
@@ -1397,10 +1465,7 @@ mod tests {
         s.begin().expect("begin");
         s.expect_files(2, 0).expect("expect");
         // Take the staging folder away under the thread's feet.
-        let staging = dir
-            .path()
-            .join("data")
-            .join(format!(".lvbak-staging-{}", std::process::id()));
+        let staging = s.staging.clone().expect("a staging folder");
         if let Some(p) = s.staging_thread.take() {
             p.stop().expect("stopped cleanly");
         }
