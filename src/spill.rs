@@ -68,6 +68,9 @@ pub(crate) struct SpillLog {
     /// Where full chunks go when it is set.
     dir: Option<PathBuf>,
     file: Option<SpillFile>,
+    /// A chunk could not be written to the file: its records are lost, so
+    /// every later call fails instead of answering from a log with a hole.
+    broken: bool,
 }
 
 impl SpillLog {
@@ -97,6 +100,7 @@ impl SpillLog {
         max_len: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<()> {
+        self.usable()?;
         if !self.current.is_empty() && self.current.len() + max_len > CHUNK {
             self.flush_chunk()?;
         }
@@ -111,6 +115,16 @@ impl SpillLog {
         Ok(())
     }
 
+    /// An error once a chunk was lost (see `broken`).
+    fn usable(&self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(
+                "a chunk of a temporary log could not be written to its file earlier",
+            ));
+        }
+        Ok(())
+    }
+
     fn flush_chunk(&mut self) -> io::Result<()> {
         if self.file.is_none() {
             if let Some(dir) = &self.dir {
@@ -122,8 +136,14 @@ impl SpillLog {
         self.before += full.len() as u64;
         match &mut self.file {
             Some(s) => {
-                s.file.seek(SeekFrom::End(0))?;
-                s.file.write_all(&full)?;
+                let written = s
+                    .file
+                    .seek(SeekFrom::End(0))
+                    .and_then(|_| s.file.write_all(&full));
+                if let Err(e) = written {
+                    self.broken = true;
+                    return Err(e);
+                }
                 s.chunks.push(full.len() as u64);
                 // The buffer is reused for the next chunk.
                 self.current = full;
@@ -137,6 +157,7 @@ impl SpillLog {
     /// The `len` bytes at `offset`, all inside one record (a record starts
     /// at the value [`SpillLog::len`] had before it was appended).
     pub fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.usable()?;
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "no record there");
         let slice = |chunk: &[u8], at: u64| {
             let at = usize::try_from(at).ok()?;
@@ -159,6 +180,7 @@ impl SpillLog {
     /// Hands every chunk to `f`, in order; each holds whole records. The
     /// log is left as it was (it can be walked again).
     pub fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        self.usable()?;
         for (_, chunk) in &self.chunks {
             f(chunk)?;
         }
@@ -283,5 +305,40 @@ mod tests {
             let want: Vec<u8> = (0..n).flat_map(record).collect();
             assert!(got == want, "{spill} {late}");
         }
+    }
+
+    #[test]
+    fn a_chunk_that_cannot_be_written_makes_every_later_call_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SpillLog::default();
+        log.spill_to(Some(dir.path().to_path_buf()));
+        let mut i = 0;
+        while !log.spilled() {
+            let r = record(i);
+            log.append_with(r.len(), |b| b.extend_from_slice(&r))
+                .unwrap();
+            i += 1;
+        }
+        // The file can no longer be written (a full disk, say) ...
+        let ro = dir.path().join("read-only");
+        std::fs::write(&ro, b"").unwrap();
+        let file = &mut log.file.as_mut().unwrap().file;
+        let good = std::mem::replace(file, File::open(&ro).unwrap());
+        loop {
+            let r = record(i);
+            i += 1;
+            if log
+                .append_with(r.len(), |b| b.extend_from_slice(&r))
+                .is_err()
+            {
+                break;
+            }
+        }
+        // ... then can again: the log, which lost a chunk, still refuses
+        // rather than answer with another record's bytes.
+        log.file.as_mut().unwrap().file = good;
+        assert!(log.append_with(1, |b| b.push(0)).is_err());
+        assert!(log.read_at(0, 4).is_err());
+        assert!(log.for_each_chunk(&mut |_| Ok(())).is_err());
     }
 }
