@@ -662,11 +662,19 @@ impl<W: Write> ZipWriter<W> {
     }
 
     /// Writes the central directory and the end records, flushes, and
-    /// returns the inner writer and the archive's total size.
+    /// returns the inner writer and the archive's total size. Fails when
+    /// no entry was written: a ZIP of no entries does not start with a
+    /// local header, and readers that check for one (lvbak's among them)
+    /// refuse it.
     pub fn finish(mut self) -> Result<(W, u64), ContainerError> {
         self.guard()?;
         if self.open.is_some() {
             return Err(ContainerError::WriterState("finish while an entry is open"));
+        }
+        if self.directory.count() == 0 {
+            return Err(ContainerError::WriterState(
+                "finish with no entry written (an archive holds at least one)",
+            ));
         }
         let cd_offset = self.out.pos;
         let entries = self.directory.count();
@@ -910,5 +918,22 @@ mod tests {
             assert_eq!(w.sha256, None);
             z.finish().unwrap();
         }
+    }
+
+    #[test]
+    fn an_archive_of_no_entries_is_refused_and_one_entry_reads_back() {
+        // A ZIP of no entries would start with an end record, which the
+        // reader refuses as not a ZIP archive.
+        let e = ZipWriter::new(Vec::new()).finish().unwrap_err();
+        assert!(matches!(e, ContainerError::WriterState(_)), "{e}");
+        let mut z = ZipWriter::new(Vec::new());
+        z.add_entry("a", opts(Method::Stored), b"").unwrap();
+        let (bytes, _) = z.finish().unwrap();
+        let cd = crate::container::CentralDirectory::read(
+            &mut std::io::Cursor::new(&bytes),
+            &crate::limits::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(cd.entries.len(), 1);
     }
 }
