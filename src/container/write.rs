@@ -93,14 +93,68 @@ enum EntryHash {
 struct Counting<W> {
     inner: W,
     pos: u64,
+    /// The last bytes written, at least [`EOCD_SEARCH`] of them once that
+    /// many were (at most twice that): where a reader looks for the end
+    /// record, so `finish` can make sure it finds only the real one.
+    tail: Vec<u8>,
 }
 
+/// How far from the end readers look for the end record: the record and
+/// the longest comment.
+const EOCD_SEARCH: usize = EOCD_LEN + u16::MAX as usize;
+
 impl<W: Write> Counting<W> {
+    fn new(inner: W) -> Counting<W> {
+        Counting {
+            inner,
+            pos: 0,
+            tail: Vec::new(),
+        }
+    }
+
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.inner.write_all(b)?;
         self.pos += b.len() as u64;
+        if b.len() >= EOCD_SEARCH {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(b.get(b.len() - EOCD_SEARCH..).unwrap_or(b));
+        } else {
+            if self.tail.len() + b.len() > 2 * EOCD_SEARCH {
+                let keep = EOCD_SEARCH - b.len();
+                self.tail.drain(..self.tail.len() - keep);
+            }
+            self.tail.extend_from_slice(b);
+        }
         Ok(())
     }
+}
+
+/// How many comment bytes (spaces) the end record `end`, written after
+/// `tail`, needs so that a reader finds it and no other: the fewest that
+/// leave exactly one end record whose comment reaches the end of the file.
+/// Stored data near the end can hold bytes that look like an end record
+/// whose comment length reaches exactly there (lvbak's reader, like the
+/// server's, then refuses the archive as ambiguous); a comment moves the
+/// end of the file past it. `end` holds no comment yet; at most
+/// [`u16::MAX`] bytes are tried, more than there can be false records.
+fn eocd_comment_len(tail: &[u8], end: &[u8]) -> u16 {
+    let mut buf = Vec::with_capacity(tail.len() + end.len() + 64);
+    for c in 0..=u16::MAX {
+        buf.clear();
+        buf.extend_from_slice(tail);
+        buf.extend_from_slice(end);
+        let n = buf.len();
+        if let Some(len) = buf.get_mut(n - 2..) {
+            len.copy_from_slice(&c.to_le_bytes());
+        }
+        buf.resize(n + usize::from(c), b' ');
+        let from = buf.len().saturating_sub(EOCD_SEARCH);
+        if eocd_candidates(buf.get(from..).unwrap_or(&buf)).len() == 1 {
+            return c;
+        }
+    }
+    0
 }
 
 /// Input bytes per independently compressed deflate segment.
@@ -265,7 +319,7 @@ impl<W: Write> ZipWriter<W> {
     /// A writer that starts at offset 0 of `out`.
     pub fn new(out: W) -> ZipWriter<W> {
         ZipWriter {
-            out: Counting { inner: out, pos: 0 },
+            out: Counting::new(out),
             directory: Directory::default(),
             names: LoggedNames::default(),
             open: None,
@@ -707,6 +761,14 @@ impl<W: Write> ZipWriter<W> {
         put32(&mut end, SENTINEL32);
         put32(&mut end, SENTINEL32);
         put16(&mut end, 0);
+        // The comment is empty unless bytes near the end would make a
+        // second, false end record (see `eocd_comment_len`).
+        let comment = eocd_comment_len(&self.out.tail, &end);
+        if comment > 0 {
+            let n = end.len();
+            end[n - 2..].copy_from_slice(&comment.to_le_bytes());
+            end.resize(n + usize::from(comment), b' ');
+        }
         let r = self.out.put(&end);
         self.check(r)?;
         let r = self.out.inner.flush();
@@ -935,5 +997,77 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cd.entries.len(), 1);
+    }
+
+    #[test]
+    fn stored_bytes_that_look_like_an_end_record_get_a_comment_that_moves_past_them() {
+        // After the data: the descriptor (16), the central record of "a"
+        // (47), the ZIP64 end record (56), its locator (20) and the end
+        // record (22).
+        const AFTER: u16 = 16 + 47 + 56 + 20 + 22;
+        let false_record = |comment_len: u16| {
+            let mut r = Vec::new();
+            put32(&mut r, EOCD_SIG);
+            r.extend_from_slice(&[0; 16]);
+            put16(&mut r, comment_len);
+            r
+        };
+        // One false record reaching the end as written (no comment), then
+        // two: the second (22 bytes later) also reaching it with a 1-byte
+        // comment.
+        for (records, want) in [(vec![AFTER], 1usize), (vec![22 + AFTER, AFTER + 1], 2)] {
+            let mut body = b"image bytes".to_vec();
+            for &l in &records {
+                body.extend(false_record(l));
+            }
+            let mut z = ZipWriter::new(Vec::new());
+            z.add_entry("a", opts(Method::Stored), &body).unwrap();
+            let (bytes, _) = z.finish().unwrap();
+            let cd = crate::container::CentralDirectory::read(
+                &mut std::io::Cursor::new(&bytes),
+                &crate::limits::Limits::default(),
+            )
+            .unwrap();
+            assert_eq!(cd.entries.len(), 1);
+            assert_eq!(cd.entries[0].uncompressed_size, body.len() as u64);
+            // The comment is the fewest spaces that leave one end record.
+            assert!(bytes.ends_with(&vec![b' '; want]), "{records:?}");
+            assert!(!bytes[..bytes.len() - want].ends_with(b" "));
+        }
+        // Without false records, no comment: the end record ends the file.
+        let mut z = ZipWriter::new(Vec::new());
+        z.add_entry("a", opts(Method::Stored), b"image bytes")
+            .unwrap();
+        let (bytes, _) = z.finish().unwrap();
+        assert_eq!(
+            bytes[bytes.len() - 22..bytes.len() - 18],
+            EOCD_SIG.to_le_bytes()
+        );
+        assert_eq!(bytes[bytes.len() - 2..], [0, 0]);
+    }
+
+    #[test]
+    fn the_kept_tail_is_the_last_bytes_written_whatever_the_pieces() {
+        let mut c = Counting::new(Vec::new());
+        let mut all = Vec::new();
+        for (i, len) in [
+            10,
+            EOCD_SEARCH - 3,
+            7,
+            2 * EOCD_SEARCH + 5,
+            1,
+            EOCD_SEARCH,
+            3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let piece: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            c.put(&piece).unwrap();
+            all.extend_from_slice(&piece);
+            let keep = all.len().min(EOCD_SEARCH);
+            assert!(c.tail.ends_with(&all[all.len() - keep..]), "piece {i}");
+            assert!(c.tail.len() <= 2 * EOCD_SEARCH);
+        }
     }
 }
