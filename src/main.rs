@@ -108,8 +108,8 @@ enum Command {
         /// the ticket that opens it is written to --ticket-out.
         #[arg(long, requires = "ticket_out")]
         secrets: bool,
-        /// Where to write the decryption ticket.
-        #[arg(long, value_name = "TICKET.json")]
+        /// Where to write the decryption ticket (with --secrets).
+        #[arg(long, value_name = "TICKET.json", requires = "secrets")]
         ticket_out: Option<PathBuf>,
         /// Envelope for secrets: v2 (default) or v1 (for a Lumiverse server).
         #[arg(long, value_parser = ["v1", "v2"], default_value = "v2")]
@@ -226,7 +226,18 @@ fn limits(cli: &Cli) -> Limits {
     l
 }
 
+/// Whether `a` and `b` name one existing file (through links too).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
 fn open_file(p: &Path) -> Result<BufReader<File>, Failure> {
+    if p.is_dir() {
+        return Err(Failure::Io(format!(
+            "{} is a folder; give the archive file",
+            p.display()
+        )));
+    }
     File::open(p)
         .map(|f| BufReader::with_capacity(lvbak::archive::FILE_BUFFER, f))
         .map_err(|e| Failure::Io(format!("cannot open {}: {e}", p.display())))
@@ -266,6 +277,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             ticket,
         } => {
             let depth = if *deep { Depth::Deep } else { Depth::Fast };
+            if archive.is_dir() {
+                return Err(Failure::Io(format!(
+                    "{} is a folder; give the archive file",
+                    archive.display()
+                )));
+            }
             if !archive.is_file() {
                 return Err(Failure::Io(format!(
                     "cannot open {}: no such file",
@@ -388,11 +405,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 },
                 secrets,
             };
-            let s = write_atomically(output, |w| {
-                lvbak::repack::repack(&mut a, w, &opts).map_err(Failure::from)
-            })?;
-            if let Some((path, bytes)) = new_ticket_json {
-                write_secret_file(&path, &bytes)?;
+            let s = write_atomically(
+                output,
+                |w| lvbak::repack::repack(&mut a, w, &opts).map_err(Failure::from),
+                |_| new_ticket_json.clone(),
+            )?;
+            if let Some((path, _)) = new_ticket_json {
                 if !cli.quiet {
                     println!(
                         "wrote {} (keep it apart from the archive; it opens the secrets)",
@@ -492,11 +510,16 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 secrets: SecretsAction::Keep,
             };
             let mut fixed = Vec::new();
-            let s = write_atomically(output, |w| {
-                let (w, s, r) = lvbak::repack::repair(&mut a, w, &opts).map_err(Failure::from)?;
-                fixed = r;
-                Ok((w, s))
-            })?;
+            let s = write_atomically(
+                output,
+                |w| {
+                    let (w, s, r) =
+                        lvbak::repack::repair(&mut a, w, &opts).map_err(Failure::from)?;
+                    fixed = r;
+                    Ok((w, s))
+                },
+                |_| None,
+            )?;
             if !cli.quiet {
                 for r in &fixed {
                     println!(
@@ -533,32 +556,71 @@ fn spill_dir(output: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Writes to `path.partial` and renames into place only on success, so a
-/// failed run never leaves a half-written archive under the final name.
+/// Writes an output archive to a new temporary file beside `path`
+/// (`.NAME.<random>.partial`, created only if that name is free, so no
+/// file or link of that name is ever written through), syncs it to disk
+/// and moves it into place only when everything succeeded; on any failure
+/// the temporary file is removed and whatever was at `path` stays. When
+/// `ticket` gives a ticket for the new archive (its path and bytes), the
+/// ticket is created first (never over an existing file) and removed again
+/// if the archive cannot be moved into place: an archive whose secrets
+/// only that ticket opens never replaces the old one without it.
 fn write_atomically<T>(
     path: &Path,
     f: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, T), Failure>,
+    ticket: impl FnOnce(&T) -> Option<(PathBuf, zeroize::Zeroizing<Vec<u8>>)>,
 ) -> Result<T, Failure> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    let file = File::create(&tmp)
+    let name = path.file_name().filter(|_| !path.is_dir()).ok_or_else(|| {
+        Failure::Io(format!(
+            "{} is a folder; give the archive's file name (for example {}/backup.lvbak)",
+            path.display(),
+            path.display().to_string().trim_end_matches('/')
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}.partial",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
+    let tmp = dir.join(tmp_name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
-    let result = f(BufWriter::with_capacity(256 * 1024, file));
-    match result {
-        Ok((mut w, t)) => {
-            w.flush()
-                .map_err(|e| Failure::Io(format!("cannot write {}: {e}", tmp.display())))?;
-            drop(w);
-            std::fs::rename(&tmp, path)
-                .map_err(|e| Failure::Io(format!("cannot rename to {}: {e}", path.display())))?;
-            Ok(t)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    let remove_tmp = |e: Failure| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let (w, t) = f(BufWriter::with_capacity(256 * 1024, file)).map_err(remove_tmp)?;
+    let synced = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all());
+    synced.map_err(|e| remove_tmp(Failure::Io(format!("cannot write {}: {e}", tmp.display()))))?;
+    let ticket = ticket(&t);
+    if let Some((tpath, bytes)) = &ticket {
+        write_secret_file(tpath, bytes).map_err(remove_tmp)?;
     }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        if let Some((tpath, _)) = &ticket {
+            let _ = std::fs::remove_file(tpath);
+        }
+        return Err(remove_tmp(Failure::Io(format!(
+            "cannot move the new archive to {}: {e}",
+            path.display()
+        ))));
+    }
+    // The rename itself, made durable (where a folder can be opened).
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(t)
 }
 
 fn print_summary(v: &serde_json::Value) {
@@ -753,13 +815,18 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
         ..Default::default()
     };
     let cancel = lvbak::engine::CancelToken::new();
-    let res = write_atomically(&archive, |w| {
-        lvbak::engine::export(&mut src, w, &opts, &mut |_| {}, &cancel).map_err(engine_failure)
-    })?;
+    let res = write_atomically(
+        &archive,
+        |w| lvbak::engine::export(&mut src, w, &opts, &mut |_| {}, &cancel).map_err(engine_failure),
+        |res| {
+            res.ticket
+                .as_ref()
+                .map(|t| (ticket_path.clone(), t.to_json()))
+        },
+    )?;
     let ticket = res
         .ticket
         .ok_or_else(|| Failure::Invalid("no ticket produced".into()))?;
-    write_secret_file(&ticket_path, &ticket.to_json())?;
     say(format!(
         "2. exported: {} ({} entries, {} bytes) and ticket {}",
         archive.display(),
@@ -1042,8 +1109,12 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let mut f = o
         .open(path)
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(Failure::Io(format!("cannot write {}: {e}", path.display())));
+    }
+    Ok(())
 }
 
 fn parse_domains(
@@ -1126,8 +1197,30 @@ fn cmd_export(
     envelope: &str,
     level: u32,
 ) -> Result<u8, Failure> {
+    if db.is_dir() {
+        return Err(Failure::Io(format!(
+            "{} is a folder; give the database file (lumiverse.db)",
+            db.display()
+        )));
+    }
     if !db.is_file() {
         return Err(Failure::Io(format!("{} does not exist", db.display())));
+    }
+    // The archive must not land on the database (or its journal files).
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut f = db.as_os_str().to_owned();
+        f.push(suffix);
+        if same_file(Path::new(&f), output) {
+            return Err(Failure::Io(format!(
+                "{} is the database being exported{}; give the archive another name",
+                output.display(),
+                if suffix.is_empty() {
+                    ""
+                } else {
+                    " (one of its journal files)"
+                }
+            )));
+        }
     }
     if let Some(t) = ticket_out {
         if t.exists() {
@@ -1158,32 +1251,36 @@ fn cmd_export(
     };
     let pb = engine_bar(cli, "exporting");
     let cancel = lvbak::engine::CancelToken::new();
-    let res = write_atomically(output, |w| {
-        lvbak::engine::export(
-            &mut store,
-            w,
-            &opts,
-            &mut |p| {
-                pb.set_position(p.rows_done);
-                pb.set_message(format!(
-                    "exporting {} ({})",
-                    p.table.as_deref().unwrap_or(p.phase),
-                    indicatif::HumanBytes(p.bytes_done)
-                ));
-            },
-            &cancel,
-        )
-        .map_err(|e| match engine_failure(e) {
-            Failure::Invalid(m) if m.contains("exceeds 4194304") => Failure::Invalid(format!(
-                "{m}; pass --large-rows to write it with the legacy 64 MiB line cap"
-            )),
-            other => other,
-        })
-    })?;
+    let res = write_atomically(
+        output,
+        |w| {
+            lvbak::engine::export(
+                &mut store,
+                w,
+                &opts,
+                &mut |p| {
+                    pb.set_position(p.rows_done);
+                    pb.set_message(format!(
+                        "exporting {} ({})",
+                        p.table.as_deref().unwrap_or(p.phase),
+                        indicatif::HumanBytes(p.bytes_done)
+                    ));
+                },
+                &cancel,
+            )
+            .map_err(|e| match engine_failure(e) {
+                Failure::Invalid(m) if m.contains("exceeds 4194304") => Failure::Invalid(format!(
+                    "{m}; pass --large-rows to write it with the legacy 64 MiB line cap"
+                )),
+                other => other,
+            })
+        },
+        |res| match (&res.ticket, ticket_out) {
+            (Some(t), Some(path)) => Some((path.to_path_buf(), t.to_json())),
+            _ => None,
+        },
+    )?;
     pb.finish_and_clear();
-    if let (Some(t), Some(path)) = (&res.ticket, ticket_out) {
-        write_secret_file(path, &t.to_json())?;
-    }
     if !cli.quiet {
         let rows: u64 = res
             .summary

@@ -240,3 +240,110 @@ fn demo_runs_and_reports() {
     assert!(tmp.path().join("demo-user.lvbak").is_file());
     assert!(tmp.path().join("restored/lumiverse.db").is_file());
 }
+
+/// The names in `dir` (not recursive), sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn outputs_never_replace_what_they_must_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lvbak(&["demo", "--dir", s(tmp.path())]);
+    assert!(out.status.success());
+    let archive = tmp.path().join("demo-user.lvbak");
+    let ticket = tmp.path().join("demo-user.ticket.json");
+    let db = tmp.path().join("source/lumiverse.db");
+    let before = std::fs::read(&archive).unwrap();
+    let listed = names(tmp.path());
+
+    // A new ticket that cannot be written: the archive is not replaced by
+    // one whose secrets no ticket opens.
+    let missing = tmp.path().join("no-such-folder/new.ticket.json");
+    let out = lvbak(&[
+        "repack",
+        s(&archive),
+        s(&archive),
+        "--ticket",
+        s(&ticket),
+        "--new-ticket",
+        s(&missing),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(std::fs::read(&archive).unwrap(), before);
+    assert_eq!(names(tmp.path()), listed, "nothing left behind");
+    let out = lvbak(&["verify", s(&archive), "--ticket", s(&ticket)]);
+    assert!(out.status.success(), "the old ticket still opens it");
+
+    // The same for an export with its ticket.
+    let out = lvbak(&[
+        "export",
+        "--db",
+        s(&db),
+        "--user",
+        "demo-user",
+        "--secrets",
+        "--ticket-out",
+        s(&missing),
+        "-o",
+        s(&archive),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(std::fs::read(&archive).unwrap(), before);
+    assert_eq!(names(tmp.path()), listed);
+
+    // The archive never lands on the database it exports.
+    let db_before = std::fs::read(&db).unwrap();
+    let out = lvbak(&[
+        "export",
+        "--db",
+        s(&db),
+        "--user",
+        "demo-user",
+        "-o",
+        s(&db),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is the database being exported"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), db_before);
+
+    // A file named like the old temporary file is never written through.
+    let other = tmp.path().join("copy.lvbak");
+    let partial = tmp.path().join("copy.lvbak.partial");
+    std::fs::write(&partial, b"precious notes").unwrap();
+    let out = lvbak(&["repack", s(&archive), s(&other)]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&partial).unwrap(), b"precious notes");
+    let mut now = listed.clone();
+    now.extend(["copy.lvbak".to_owned(), "copy.lvbak.partial".to_owned()]);
+    now.sort();
+    assert_eq!(names(tmp.path()), now, "no temporary file left");
+
+    // A folder as the output or as the archive: said so, nothing written.
+    let folder = tmp.path().join("restored");
+    let inside = names(&folder);
+    let out = lvbak(&["repack", s(&archive), s(&folder)]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a folder; give the archive's file name"),
+        "{err}"
+    );
+    assert_eq!(names(&folder), inside);
+    assert_eq!(names(tmp.path()), now);
+    for cmd in ["inspect", "verify"] {
+        let out = lvbak(&[cmd, s(&folder)]);
+        assert_eq!(out.status.code(), Some(3), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is a folder; give the archive file"),
+            "{cmd}: {err}"
+        );
+    }
+}
