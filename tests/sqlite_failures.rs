@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 
-use lvbak::engine::{import, CancelToken, ImportOptions};
+use lvbak::engine::{import, CancelToken, ImportOptions, ImportReport};
 use lvbak::sqlite::SqliteStore;
 use lvbak::store::memory::MemoryStore;
 use lvbak::{Archive, ArchiveWriter, Bucket, Limits, Manifest, WriteOptions};
@@ -51,7 +51,7 @@ fn store(dir: &Path) -> SqliteStore {
     SqliteStore::open(&dir.join("db.sqlite"), &dir.join("data"), "u1").unwrap()
 }
 
-fn run(a: &mut Archive<Cursor<Vec<u8>>>, s: &mut SqliteStore) -> Result<(), String> {
+fn run(a: &mut Archive<Cursor<Vec<u8>>>, s: &mut SqliteStore) -> Result<ImportReport, String> {
     import(
         a,
         s,
@@ -59,7 +59,6 @@ fn run(a: &mut Archive<Cursor<Vec<u8>>>, s: &mut SqliteStore) -> Result<(), Stri
         &mut |_| {},
         &CancelToken::new(),
     )
-    .map(|_| ())
     .map_err(|e| e.to_string())
 }
 
@@ -170,14 +169,7 @@ fn a_link_to_nothing_where_a_file_would_go_is_kept() {
     let dest = dir.join(IMG1);
     std::os::unix::fs::symlink("/nonexistent/lvbak-test/photo.png", &dest).unwrap();
     let bytes = images(&[(IMG1, b"archive bytes"), (IMG2, b"two")]);
-    let r = import(
-        &mut open(&bytes),
-        &mut s,
-        &ImportOptions::default(),
-        &mut |_| {},
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let r = run(&mut open(&bytes), &mut s).unwrap();
     let counts = r.files.get(&Bucket::Images).unwrap();
     assert_eq!((counts.written, counts.existing), (1, 1));
     assert!(std::fs::symlink_metadata(&dest)
@@ -279,14 +271,7 @@ fn a_dry_run_then_the_same_import_again_change_nothing() {
         &CancelToken::new(),
     )
     .unwrap();
-    let again = import(
-        &mut open(&bytes),
-        &mut s,
-        &ImportOptions::default(),
-        &mut |_| {},
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let again = run(&mut open(&bytes), &mut s).unwrap();
     assert_eq!(plan.files, again.files);
     assert!(again
         .files

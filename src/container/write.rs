@@ -788,6 +788,15 @@ pub(super) fn method_code(m: Method) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The central directory of an archive written in a test.
+    fn read_back(bytes: &[u8]) -> crate::container::CentralDirectory {
+        crate::container::CentralDirectory::read(
+            &mut std::io::Cursor::new(bytes),
+            &crate::limits::Limits::default(),
+        )
+        .unwrap()
+    }
     use crate::spill::CHUNK as DIRECTORY_CHUNK;
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
@@ -831,11 +840,7 @@ mod tests {
             z.finish_entry().unwrap();
             assert!(z.contains("d").unwrap() && !z.contains("e").unwrap());
             let (bytes, _) = z.finish().unwrap();
-            let cd = crate::container::CentralDirectory::read(
-                &mut std::io::Cursor::new(&bytes),
-                &crate::limits::Limits::default(),
-            )
-            .unwrap();
+            let cd = read_back(&bytes);
             let names: Vec<&str> = cd.entries.iter().map(|e| e.name.as_str()).collect();
             assert_eq!(names, ["a", "b", "c", "d"], "{all_collide}");
         }
@@ -882,11 +887,7 @@ mod tests {
                 // The temporary file has no name left in the folder.
                 assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
                 let (bytes, _) = z.finish().unwrap();
-                let cd = crate::container::CentralDirectory::read(
-                    &mut std::io::Cursor::new(&bytes),
-                    &crate::limits::Limits::default(),
-                )
-                .unwrap();
+                let cd = read_back(&bytes);
                 assert_eq!(cd.entries.len(), n + 1);
                 assert!(cd.entries[..n]
                     .iter()
@@ -912,11 +913,7 @@ mod tests {
         }
         assert!(!z.directory.spilled());
         let (bytes, _) = z.finish().unwrap();
-        let cd = crate::container::CentralDirectory::read(
-            &mut std::io::Cursor::new(&bytes),
-            &crate::limits::Limits::default(),
-        )
-        .unwrap();
+        let cd = read_back(&bytes);
         assert_eq!(cd.entries.len(), 20_000);
     }
 
@@ -991,11 +988,7 @@ mod tests {
         let mut z = ZipWriter::new(Vec::new());
         z.add_entry("a", opts(Method::Stored), b"").unwrap();
         let (bytes, _) = z.finish().unwrap();
-        let cd = crate::container::CentralDirectory::read(
-            &mut std::io::Cursor::new(&bytes),
-            &crate::limits::Limits::default(),
-        )
-        .unwrap();
+        let cd = read_back(&bytes);
         assert_eq!(cd.entries.len(), 1);
     }
 
@@ -1023,11 +1016,7 @@ mod tests {
             let mut z = ZipWriter::new(Vec::new());
             z.add_entry("a", opts(Method::Stored), &body).unwrap();
             let (bytes, _) = z.finish().unwrap();
-            let cd = crate::container::CentralDirectory::read(
-                &mut std::io::Cursor::new(&bytes),
-                &crate::limits::Limits::default(),
-            )
-            .unwrap();
+            let cd = read_back(&bytes);
             assert_eq!(cd.entries.len(), 1);
             assert_eq!(cd.entries[0].uncompressed_size, body.len() as u64);
             // The comment is the fewest spaces that leave one end record.
