@@ -138,5 +138,22 @@ fn main() {
     {
         put(&dir, "entry_name", &format!("seed{i}"), n.as_bytes());
     }
+    // write_read: entries are (length / 64, method, bytes). One stored
+    // entry "e0" whose bytes end with what looks like an end record whose
+    // comment reaches exactly the end of the archive as first written
+    // (descriptor 16, central record 48, ZIP64 end 56, locator 20, end
+    // record 22), and an empty stored entry before a deflated one.
+    let mut forged = vec![1u8, 0];
+    forged.extend_from_slice(b"image bytes");
+    forged.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    forged.extend_from_slice(&[0; 16]);
+    forged.extend_from_slice(&(16u16 + 48 + 56 + 20 + 22).to_le_bytes());
+    put(&dir, "write_read", "false-end-record", &forged);
+    put(
+        &dir,
+        "write_read",
+        "empty-then-deflated",
+        b"\x00\x00\x01\x03deflated deflated deflated",
+    );
     println!("seeds written to {}", dir.display());
 }
