@@ -231,13 +231,20 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
-fn open_file(p: &Path) -> Result<BufReader<File>, Failure> {
+/// An error when the archive path `p` names a folder (opening one reads
+/// as a file of an impossible size).
+fn not_a_folder(p: &Path) -> Result<(), Failure> {
     if p.is_dir() {
         return Err(Failure::Io(format!(
             "{} is a folder; give the archive file",
             p.display()
         )));
     }
+    Ok(())
+}
+
+fn open_file(p: &Path) -> Result<BufReader<File>, Failure> {
+    not_a_folder(p)?;
     File::open(p)
         .map(|f| BufReader::with_capacity(lvbak::archive::FILE_BUFFER, f))
         .map_err(|e| Failure::Io(format!("cannot open {}: {e}", p.display())))
@@ -277,12 +284,7 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             ticket,
         } => {
             let depth = if *deep { Depth::Deep } else { Depth::Fast };
-            if archive.is_dir() {
-                return Err(Failure::Io(format!(
-                    "{} is a folder; give the archive file",
-                    archive.display()
-                )));
-            }
+            not_a_folder(archive)?;
             if !archive.is_file() {
                 return Err(Failure::Io(format!(
                     "cannot open {}: no such file",
@@ -550,9 +552,14 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
 /// temporary file (see [`WriteOptions::spill_dir`] and
 /// `ImportOptions::spill_dir`).
 fn spill_dir(output: &Path) -> Option<PathBuf> {
-    match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => Some(p.to_path_buf()),
-        _ => Some(PathBuf::from(".")),
+    Some(folder_of(output))
+}
+
+/// The folder a file path names its file in (`.` for a bare name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -577,10 +584,7 @@ fn write_atomically<T>(
             path.display().to_string().trim_end_matches('/')
         ))
     })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder_of(path);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(
