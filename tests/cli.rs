@@ -261,6 +261,13 @@ fn outputs_never_replace_what_they_must_not() {
     let db = tmp.path().join("source/lumiverse.db");
     let before = std::fs::read(&archive).unwrap();
     let listed = names(tmp.path());
+    // A run that failed on its output: exit 3, the archive as it was and
+    // nothing left beside it.
+    let left_alone = |out: &Output, what: &str| {
+        assert_eq!(out.status.code(), Some(3), "{what}");
+        assert_eq!(std::fs::read(&archive).unwrap(), before, "{what}");
+        assert_eq!(names(tmp.path()), listed, "{what}: nothing left behind");
+    };
 
     // A new ticket that cannot be written: the archive is not replaced by
     // one whose secrets no ticket opens.
@@ -274,9 +281,7 @@ fn outputs_never_replace_what_they_must_not() {
         "--new-ticket",
         s(&missing),
     ]);
-    assert_eq!(out.status.code(), Some(3));
-    assert_eq!(std::fs::read(&archive).unwrap(), before);
-    assert_eq!(names(tmp.path()), listed, "nothing left behind");
+    left_alone(&out, "repack");
     let out = lvbak(&["verify", s(&archive), "--ticket", s(&ticket)]);
     assert!(out.status.success(), "the old ticket still opens it");
 
@@ -293,9 +298,7 @@ fn outputs_never_replace_what_they_must_not() {
         "-o",
         s(&archive),
     ]);
-    assert_eq!(out.status.code(), Some(3));
-    assert_eq!(std::fs::read(&archive).unwrap(), before);
-    assert_eq!(names(tmp.path()), listed);
+    left_alone(&out, "export");
 
     // The archive never lands on the database it exports.
     let db_before = std::fs::read(&db).unwrap();

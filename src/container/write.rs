@@ -788,6 +788,7 @@ pub(super) fn method_code(m: Method) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spill::CHUNK as DIRECTORY_CHUNK;
 
     /// The central directory of an archive written in a test.
     fn read_back(bytes: &[u8]) -> crate::container::CentralDirectory {
@@ -797,7 +798,6 @@ mod tests {
         )
         .unwrap()
     }
-    use crate::spill::CHUNK as DIRECTORY_CHUNK;
 
     fn data(len: usize, seed: u32) -> Vec<u8> {
         // Text-like and varied, so segments differ.
