@@ -465,20 +465,25 @@ fn digest_index(l: &Option<LvbakTrailer>) -> Vec<u32> {
 /// lvbak's field in the trailer: per-entry SHA-256 digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LvbakTrailer {
-    /// Version of this field's layout: 2 (written), 1 (read).
+    /// Version of this field's layout: 3 (written), 2 and 1 (read).
     pub version: u64,
     /// The digests, in the layout of `version`.
     pub digests: Digests,
 }
+
+pub use crate::container::DigestOf;
+
+/// The field version lvbak writes.
+pub const LVBAK_FIELD_VERSION: u64 = 3;
 
 /// The digests of lvbak's trailer field (FORMAT.md §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Digests {
     /// Version 1: entry name → SHA-256, a JSON object.
     ByName(Vec<(String, [u8; 32])>),
-    /// Version 2: the SHA-256 of every entry written before the trailer, in
-    /// central-directory order, as one base64 string (44 bytes an entry
-    /// instead of ~140, and no name held twice).
+    /// Versions 2 and 3: the SHA-256 of every entry written before the
+    /// trailer, in central-directory order, as one base64 string (44 bytes
+    /// an entry instead of ~140, and no name held twice).
     InOrder(Vec<[u8; 32]>),
 }
 
@@ -498,11 +503,21 @@ impl Digests {
 }
 
 impl LvbakTrailer {
-    /// The version-2 field lvbak writes: digests in written order.
+    /// The field lvbak writes (version 3): the SHA-256 of each entry's
+    /// stored bytes, in written order.
     pub fn in_order(digests: Vec<[u8; 32]>) -> LvbakTrailer {
         LvbakTrailer {
-            version: 2,
+            version: LVBAK_FIELD_VERSION,
             digests: Digests::InOrder(digests),
+        }
+    }
+
+    /// Which bytes the digests cover: the stored bytes for version 3,
+    /// the uncompressed bytes for versions 1 and 2.
+    pub fn covers(&self) -> DigestOf {
+        match (&self.digests, self.version) {
+            (Digests::InOrder(_), 3) => DigestOf::Stored,
+            _ => DigestOf::Content,
         }
     }
 
@@ -650,8 +665,8 @@ impl Trailer {
         Some((text, at, at + quoted.len()))
     }
 
-    /// The digest recorded for an entry by name (version 1 only; version 2
-    /// records digests by position, see [`Trailer::digest_at`]).
+    /// The digest recorded for an entry by name (version 1 only; versions 2
+    /// and 3 record digests by position, see [`Trailer::digest_at`]).
     pub fn digest(&self, entry: &str) -> Option<[u8; 32]> {
         let Some(LvbakTrailer {
             digests: Digests::ByName(v),
@@ -672,7 +687,8 @@ impl Trailer {
     }
 
     /// The digest recorded for the entry at `position` among the entries
-    /// written before the trailer, in central-directory order (version 2).
+    /// written before the trailer, in central-directory order (versions 2
+    /// and 3).
     pub fn digest_at(&self, position: usize) -> Option<[u8; 32]> {
         match &self.lvbak.as_ref()?.digests {
             Digests::InOrder(v) => v.get(position).copied(),
@@ -995,11 +1011,17 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
                     }),
                 ))
             }
-            (Some(2), Some(Err(NotByName::Base64(d))))
+            (Some(version @ (2 | 3)), Some(Err(NotByName::Base64(d))))
                 if obj.get("entries").and_then(Value::as_u64) == Some(d.len() as u64) =>
             {
                 obj.shift_remove("sha256");
-                Ok((Value::Object(obj), Some(LvbakTrailer::in_order(d))))
+                Ok((
+                    Value::Object(obj),
+                    Some(LvbakTrailer {
+                        version,
+                        digests: Digests::InOrder(d),
+                    }),
+                ))
             }
             (_, Some(Ok(sha256))) => {
                 let m: Map<String, Value> = sha256
@@ -1352,7 +1374,7 @@ mod tests {
                     digests: Digests::ByName(by_name),
                 })
             }
-            Value::String(b64) if version == 2 => {
+            Value::String(b64) if version == 2 || version == 3 => {
                 let entries = m.get("entries")?.as_u64()?;
                 Some(LvbakTrailer {
                     version,

@@ -71,6 +71,16 @@ fn layout(b: &[u8]) -> Layout {
     }
 }
 
+/// The stored bytes of entry `name` of archive `b` (its data as it lies
+/// in the archive, compressed for a deflated entry; no ZIP64 sizes).
+fn stored_bytes(b: &[u8], name: &str) -> Vec<u8> {
+    let (_, local, central) = find(&layout(b), name).clone();
+    let size = u32::from_le_bytes(b[central + 20..central + 24].try_into().unwrap()) as usize;
+    let extra = u16::from_le_bytes([b[local + 28], b[local + 29]]) as usize;
+    let start = local + 30 + name.len() + extra;
+    b[start..start + size].to_vec()
+}
+
 fn find<'a>(l: &'a Layout, name: &str) -> &'a (String, usize, usize) {
     l.entries.iter().find(|e| e.0 == name).unwrap()
 }
@@ -559,9 +569,10 @@ fn case_twins_among_files_are_refused_unless_allowed() {
     assert!(open(&b).is_ok());
 }
 
-/// Large NDJSON entries are checked on two threads (inflate and CRC on
-/// one, lines, JSON and SHA-256 on the other): the first problem must be
-/// the one reading the rows in order meets.
+/// Large NDJSON entries are checked on two threads (inflate, CRC and a
+/// digest of the stored bytes on one; lines, JSON and a digest of the
+/// uncompressed bytes on the other): the first problem must be the one
+/// reading the rows in order meets.
 #[test]
 fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
     use sha2::{Digest, Sha256};
@@ -590,12 +601,38 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
         )
         .into_bytes()
     };
+    // Version 3: the digests of the stored bytes of the manifest and the
+    // table (the entries before the trailer do not depend on it).
+    let trailer_v3 = |table: &[u8], forge: bool| {
+        use base64::Engine as _;
+        let first = raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/messages.ndjson", table),
+            ("manifest-stats.json", b"{}"),
+        ]);
+        let mut ds = Vec::new();
+        for name in ["manifest.json", "database/messages.ndjson"] {
+            ds.extend_from_slice(&Sha256::digest(stored_bytes(&first, name)));
+        }
+        if forge {
+            ds[40] ^= 1;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ds);
+        format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":3,\"entries\":2,\"sha256\":\"{b64}\"}}}}"
+        )
+        .into_bytes()
+    };
     let good_rows = rows(None);
     assert!(
         good_rows.len() > 5 << 20,
         "large enough to take the pipeline"
     );
     let bad_rows = rows(Some(31_000));
+    // A last line cut short: the entry ends before its line does, so the
+    // checks made at the end of the entry come first.
+    let mut cut_rows = good_rows.clone();
+    cut_rows.extend_from_slice(b"{\"id\":\"cut\",\"content\":\"no end");
     let build = |table: &[u8], tr: &[u8]| {
         raw(&[
             ("manifest.json", MANIFEST),
@@ -624,6 +661,21 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
             Some("digest"),
         ),
         (
+            "good, stored digest",
+            build(&good_rows, &trailer_v3(&good_rows, false)),
+            None,
+        ),
+        (
+            "stored digest",
+            build(&good_rows, &trailer_v3(&good_rows, true)),
+            Some("digest"),
+        ),
+        (
+            "bad line and stored digest",
+            build(&bad_rows, &trailer_v3(&bad_rows, true)),
+            Some("line"),
+        ),
+        (
             "crc",
             lie_crc(build(&good_rows, &trailer(&good_rows, false))),
             Some("crc"),
@@ -632,6 +684,26 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
             "bad line and crc",
             lie_crc(build(&bad_rows, &trailer(&bad_rows, false))),
             Some("line"),
+        ),
+        (
+            "cut line",
+            build(&cut_rows, &trailer(&cut_rows, false)),
+            Some("bad_line"),
+        ),
+        (
+            "cut line and crc",
+            lie_crc(build(&cut_rows, &trailer(&cut_rows, false))),
+            Some("crc"),
+        ),
+        (
+            "cut line and digest",
+            build(&cut_rows, &trailer(&cut_rows, true)),
+            Some("digest"),
+        ),
+        (
+            "cut line and stored digest",
+            build(&cut_rows, &trailer_v3(&cut_rows, true)),
+            Some("digest"),
         ),
     ];
     let tmp = tempfile::tempdir().unwrap();
@@ -832,6 +904,77 @@ fn digest_coverage_problems_for_both_field_versions() {
         assert_eq!(got, want, "{trailer}: {:?}", r.problems);
         assert_eq!(r.problems.len(), want.len(), "{trailer}: {:?}", r.problems);
     }
+}
+
+/// Version 3 of the lvbak field records the SHA-256 of each entry's stored
+/// bytes (compressed, for a deflated entry); versions 1 and 2 that of its
+/// uncompressed bytes. Each is checked against its own bytes only.
+#[test]
+fn version_3_digests_cover_the_stored_bytes_and_version_2_the_content() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let t1: &[u8] = b"{\"id\":\"a\",\"text\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}\n";
+    let png: &[u8] = b"not really a png";
+    let with_trailer = |trailer: &str| {
+        raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/a.ndjson", t1),
+            ("files/avatars/x.png", png),
+            ("manifest-stats.json", trailer.as_bytes()),
+        ])
+    };
+    let field = |version: u32, ds: &[[u8; 32]]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ds.concat());
+        format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":{version},\"entries\":{},\"sha256\":\"{b64}\"}}}}",
+            ds.len()
+        )
+    };
+    // The entries before the trailer do not depend on it: their stored
+    // bytes are read from a first build.
+    let first = with_trailer("{}");
+    let names = ["manifest.json", "database/a.ndjson", "files/avatars/x.png"];
+    let of_stored: Vec<[u8; 32]> = names
+        .iter()
+        .map(|n| sha(&stored_bytes(&first, n)))
+        .collect();
+    let of_content = [sha(MANIFEST), sha(t1), sha(png)];
+    // The deflated entries' stored bytes differ from their content; the
+    // stored file's do not.
+    assert_ne!(of_stored[1], of_content[1]);
+    assert_eq!(of_stored[2], of_content[2]);
+    let mismatched = |b: &[u8]| -> Vec<String> {
+        let r = verify(Cursor::new(b), Limits::default(), Depth::Deep);
+        assert!(
+            r.problems.iter().all(|p| p.code == "digest_mismatch"),
+            "{:?}",
+            r.problems
+        );
+        r.problems.into_iter().filter_map(|p| p.entry).collect()
+    };
+    let deflated = vec!["manifest.json".to_owned(), "database/a.ndjson".to_owned()];
+    for (version, digests, want) in [
+        (3, &of_stored[..], vec![]),
+        (3, &of_content[..], deflated.clone()),
+        (2, &of_content[..], vec![]),
+        (2, &of_stored[..], deflated.clone()),
+    ] {
+        let b = with_trailer(&field(version, digests));
+        assert_eq!(mismatched(&b), want, "version {version}");
+        let a = open(&b).unwrap();
+        let covers = if version == 3 {
+            lvbak::manifest::DigestOf::Stored
+        } else {
+            lvbak::manifest::DigestOf::Content
+        };
+        assert_eq!(a.digests_cover(), covers);
+        assert_eq!(read_all(&b).is_ok(), want.is_empty(), "version {version}");
+    }
+    // A version this reader does not know is kept and checks nothing.
+    let b = with_trailer(&field(4, &of_content));
+    assert_eq!(mismatched(&b), Vec::<String>::new());
+    assert!(open(&b).unwrap().trailer().unwrap().lvbak.is_none());
 }
 
 /// Replaces every occurrence of `from` (local and central names) by `to`,

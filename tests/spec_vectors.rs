@@ -71,35 +71,97 @@ fn manifest_vector() {
     assert_eq!(back, m);
 }
 
-#[test]
-fn trailer_vector() {
-    use lvbak::manifest::{LvbakTrailer, Trailer};
-    use sha2::{Digest, Sha256};
-    let v = load("trailer.json");
-    let counts: Vec<(String, u64)> = v["counts"]
+/// The counts and missing files of a trailer vector.
+fn counts_and_missing(v: &Value) -> (Vec<(String, u64)>, Vec<String>) {
+    let counts = v["counts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| (c[0].as_str().unwrap().to_owned(), c[1].as_u64().unwrap()))
         .collect();
-    let missing: Vec<String> = v["missingFiles"]
+    let missing = v["missingFiles"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m.as_str().unwrap().to_owned())
         .collect();
+    (counts, missing)
+}
+
+fn unhex(s: &str) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    for (i, b) in d.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    d
+}
+
+/// Version 2 of the field (the SHA-256 of the uncompressed bytes) is read:
+/// the digests come back by position, marked as covering the content, and
+/// the bytes round-trip unchanged.
+#[test]
+fn trailer_v2_vector() {
+    use lvbak::manifest::{DigestOf, Trailer};
+    use sha2::{Digest, Sha256};
+    let v = load("trailer-v2.json");
+    let bytes = v["bytes"].as_str().unwrap().as_bytes();
     let entries = v["entries"].as_array().unwrap();
+    for parsed in [
+        Trailer::parse(bytes, 128).unwrap(),
+        Trailer::from_reader(bytes, 128).unwrap().unwrap(),
+    ] {
+        let l = parsed.lvbak.as_ref().unwrap();
+        assert_eq!((l.version, l.covers()), (2, DigestOf::Content));
+        for (i, e) in entries.iter().enumerate() {
+            let want: [u8; 32] = Sha256::digest(e["content"].as_str().unwrap().as_bytes()).into();
+            assert_eq!(unhex(e["sha256"].as_str().unwrap()), want);
+            assert_eq!(parsed.digest_at(i), Some(want));
+        }
+        assert_eq!(parsed.to_json(), bytes);
+    }
+}
+
+#[test]
+fn trailer_vector() {
+    use base64::Engine as _;
+    use lvbak::manifest::{DigestOf, LvbakTrailer, Trailer};
+    use sha2::{Digest, Sha256};
+    use std::io::Read as _;
+    let v = load("trailer.json");
+    let (counts, missing) = counts_and_missing(&v);
+    let entries = v["entries"].as_array().unwrap();
+    // Each digest is the SHA-256 of the stored bytes, which hold the
+    // content (deflated or as is).
     let digests: Vec<[u8; 32]> = entries
         .iter()
-        .map(|e| Sha256::digest(e["content"].as_str().unwrap().as_bytes()).into())
+        .map(|e| {
+            let stored = base64::engine::general_purpose::STANDARD
+                .decode(e["stored"].as_str().unwrap())
+                .unwrap();
+            let mut content = Vec::new();
+            match e["method"].as_str().unwrap() {
+                "deflate" => {
+                    flate2::read::DeflateDecoder::new(&stored[..])
+                        .read_to_end(&mut content)
+                        .unwrap();
+                }
+                "stored" => content = stored.clone(),
+                other => panic!("method {other}"),
+            }
+            assert_eq!(content, e["content"].as_str().unwrap().as_bytes());
+            let d: [u8; 32] = Sha256::digest(&stored).into();
+            assert_eq!(lvbak::manifest::hex(&d), e["sha256"].as_str().unwrap());
+            d
+        })
         .collect();
-    for (e, d) in entries.iter().zip(&digests) {
-        assert_eq!(lvbak::manifest::hex(d), e["sha256"].as_str().unwrap());
-    }
     let t = Trailer::new(
         counts,
         missing,
         Some(LvbakTrailer::in_order(digests.clone())),
+    );
+    assert_eq!(
+        t.lvbak.as_ref().map(LvbakTrailer::covers),
+        Some(DigestOf::Stored)
     );
     let bytes = v["bytes"].as_str().unwrap().as_bytes();
     assert_eq!(

@@ -11,7 +11,7 @@ use crate::container::{
     directory_problems, read_directory, CentralDirectory, CentralEntry, ContainerError, EntryReader,
 };
 use crate::entry_name::{Bucket, EntryName, Kind, NameError};
-use crate::manifest::{Manifest, Trailer};
+use crate::manifest::{DigestOf, Manifest, Trailer};
 use crate::ndjson::{check_line, LineKind, LineReader, ReadLineError};
 use crate::Limits;
 
@@ -587,14 +587,25 @@ impl<R> Archive<R> {
         self.limits.line_cap(self.manifest.ndjson_format_version)
     }
 
-    /// The recorded SHA-256 of an entry (lvbak trailer field), if any.
+    /// Which bytes the trailer's recorded digests are the SHA-256 of: the
+    /// stored bytes (field version 3, which lvbak writes) or the
+    /// uncompressed bytes (versions 1 and 2, and when there are none).
+    pub fn digests_cover(&self) -> DigestOf {
+        self.trailer
+            .as_ref()
+            .and_then(|t| t.lvbak.as_ref())
+            .map_or(DigestOf::Content, |l| l.covers())
+    }
+
+    /// The recorded SHA-256 of an entry (lvbak trailer field), if any; see
+    /// [`Archive::digests_cover`] for which bytes it covers.
     pub fn recorded_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
         self.find(name).and_then(|i| self.digest_of(i))
     }
 
     /// The recorded SHA-256 of entry `index`: by name (field version 1) or
     /// by its position among the entries before the trailer, in
-    /// central-directory order (version 2).
+    /// central-directory order (versions 2 and 3).
     pub(crate) fn digest_of(&self, index: usize) -> Option<[u8; 32]> {
         let e = self.entries.get(index)?;
         self.digest_for(e.position(), &e.path())
@@ -642,9 +653,12 @@ impl<R: Read + Seek> Archive<R> {
         central: &CentralEntry,
         digest: Option<[u8; 32]>,
     ) -> Result<EntryReader<'_, R>, ArchiveError> {
+        let covers = self.digests_cover();
         let mut r = EntryReader::new(&mut self.reader, central)?;
-        if let Some(d) = digest {
-            r.expect_sha256(d);
+        match (digest, covers) {
+            (Some(d), DigestOf::Stored) => r.expect_stored_sha256(d),
+            (Some(d), DigestOf::Content) => r.expect_sha256(d),
+            (None, _) => {}
         }
         Ok(r)
     }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{next_checked_line, read_indexed};
 use super::{Archive, ArchiveError};
-use crate::container::{check_descriptor, check_local, ContainerError, LocalInfo};
+use crate::container::{check_descriptor, check_local, ContainerError, DigestOf, LocalInfo};
 use crate::entry_name::EntryName;
 use crate::manifest::Digests;
 use crate::ndjson::LineReader;
@@ -421,16 +421,18 @@ const SCRATCH: usize = 64 * 1024;
 
 /// NDJSON entries larger than this are checked by two threads.
 const PIPELINE_FROM: u64 = 4 << 20;
-/// Measured on the 1x workload (deep verify, alternating runs): 64 KiB
-/// chunks 0.59-0.64 s, 128 KiB 0.60-0.63, 256 KiB 0.63-0.69 (and worse
-/// with a deeper queue), 32 KiB 0.65-0.74, 16 KiB 0.72-0.76: chunks in
-/// flight that stay in the caches shared by the two threads beat fewer
-/// hand-offs.
-const CHUNK: usize = 64 * 1024;
+/// Measured on the 1x workload (deep verify, alternating runs). With
+/// digests of the uncompressed bytes, hashed by the checking thread:
+/// 64 KiB chunks 0.59-0.64 s, 128 KiB 0.60-0.63, 256 KiB 0.63-0.69, 32 KiB
+/// 0.65-0.74, 16 KiB 0.72-0.76. With digests of the stored bytes (field
+/// version 3) the checking thread has less to do and waits for chunks, so
+/// each hand-off wakes it: 64 KiB 0.70-0.73 s, 256 KiB 0.62-0.63, 1 MiB
+/// 0.61-0.63 (with 5 MiB more memory).
+const CHUNK: usize = 256 * 1024;
 
 /// Checks a large NDJSON entry on two threads: this one reads, inflates and
-/// checks size, CRC-32 and SHA-256 (the entry reader); a second one splits
-/// lines and checks each as JSON. Chunks are recycled and at most a few are
+/// checks the size (the entry reader); a second one computes the CRC-32 and
+/// SHA-256, splits lines and checks each as JSON. Chunks are recycled and at most a few are
 /// in flight. Reports the same first problem as reading the rows in order:
 /// a line problem comes from bytes delivered before any failure of the
 /// reading side, and the reading side's failure otherwise.
@@ -444,33 +446,33 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
     let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
     let entry = name.to_string();
     let mut r = a.entry_reader(i)?;
-    // The checking thread hashes, to even out the two threads' work.
-    let want_sha = r.take_sha256_check();
+    // The checking thread computes the CRC-32 and the SHA-256 (of the
+    // uncompressed bytes, or of the stored bytes the reader copies aside):
+    // inflating alone keeps this one busy.
+    let end = EndChecks {
+        entry: entry.clone(),
+        crc: r
+            .take_crc_check()
+            .map(|want| (crc32fast::Hasher::new(), want)),
+        sha: r
+            .take_sha256_check()
+            .map(|(of, want)| (of, Sha256::new(), want)),
+    };
     std::thread::scope(|sc| {
-        let (tx, rx) = sync_channel::<Option<(Vec<u8>, usize)>>(4);
-        let (back_tx, back_rx) = sync_channel::<Vec<u8>>(8);
+        let (tx, rx) = sync_channel::<Option<Chunk>>(4);
+        let (back_tx, back_rx) = sync_channel::<Chunk>(8);
         let checker = std::thread::Builder::new()
             .name("lvbak-verify-lines".into())
             .spawn_scoped(sc, move || {
                 let src = ChunkReader {
                     rx,
                     back: back_tx,
-                    cur: Vec::new(),
-                    len: 0,
+                    cur: Chunk::default(),
                     pos: 0,
-                    sha: want_sha.map(|_| Sha256::new()),
+                    end: Some(end),
                 };
                 let mut lines = LineReader::new(src, cap);
                 while next_checked_line(&mut lines, &entry, depth)?.is_some() {}
-                let src = lines.into_inner();
-                if let (Some(h), Some(want)) = (src.sha, want_sha) {
-                    let got: [u8; 32] = h.finalize().into();
-                    if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-                        return Err(ArchiveError::Container(ContainerError::DigestMismatch {
-                            entry,
-                        }));
-                    }
-                }
                 Ok::<(), ArchiveError>(())
             });
         let checker = match checker {
@@ -479,12 +481,13 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
         };
         let mut upstream: Result<(), ArchiveError> = Ok(());
         loop {
-            let mut buf = back_rx.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+            let mut chunk = back_rx.try_recv().unwrap_or_default();
+            chunk.buf.resize(CHUNK, 0);
+            chunk.stored.clear();
             let mut n = 0;
             let mut failed = None;
             while n < CHUNK {
-                match r.read(&mut buf[n..]) {
+                match r.read(&mut chunk.buf[n..]) {
                     Ok(0) => break,
                     Ok(k) => n += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -494,7 +497,12 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
                     }
                 }
             }
-            if n > 0 && tx.send(Some((buf, n))).is_err() {
+            r.take_stored(&mut chunk.stored);
+            chunk.len = n;
+            // Stored bytes read on the way to the end go too, even with
+            // no uncompressed byte left to send.
+            let something = n > 0 || !chunk.stored.is_empty();
+            if something && tx.send(Some(chunk)).is_err() {
                 break; // the checker stopped at a problem
             }
             if let Some(e) = failed {
@@ -525,29 +533,84 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
     })
 }
 
+/// What the reading side hands the checker: `len` uncompressed bytes at
+/// the start of `buf`, and the stored bytes read to produce them (only
+/// when the checker hashes the stored bytes).
+#[derive(Default)]
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+    stored: Vec<u8>,
+}
+
+/// The checks an entry reader makes at the end of the entry, taken over by
+/// the checking thread: the CRC-32, then the SHA-256.
+struct EndChecks {
+    entry: String,
+    crc: Option<(crc32fast::Hasher, u32)>,
+    sha: Option<(DigestOf, Sha256, [u8; 32])>,
+}
+
+impl EndChecks {
+    fn update(&mut self, chunk: &Chunk) {
+        let content = chunk.buf.get(..chunk.len).unwrap_or(&[]);
+        if let Some((h, _)) = &mut self.crc {
+            h.update(content);
+        }
+        match &mut self.sha {
+            Some((DigestOf::Content, h, _)) => h.update(content),
+            Some((DigestOf::Stored, h, _)) => h.update(&chunk.stored),
+            None => {}
+        }
+    }
+
+    /// The first mismatch, as the entry reader reports it.
+    fn finish(self) -> Result<(), ContainerError> {
+        if let Some((h, declared)) = self.crc {
+            let computed = h.finalize();
+            if computed != declared {
+                return Err(ContainerError::CrcMismatch {
+                    entry: self.entry,
+                    declared,
+                    computed,
+                });
+            }
+        }
+        if let Some((_, h, want)) = self.sha {
+            let got: [u8; 32] = h.finalize().into();
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+                return Err(ContainerError::DigestMismatch { entry: self.entry });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The checker's side of the chunk channel, as a `BufRead`. `None` on the
 /// channel means the reading side failed: reported as a `BrokenPipe` error
-/// (replaced by the real failure), never as the end of the entry.
+/// (replaced by the real failure), never as the end of the entry. At the
+/// end of the entry it makes the end checks before it reports the end, as
+/// the entry reader does, so a problem is reported at the same point.
 struct ChunkReader {
-    rx: Receiver<Option<(Vec<u8>, usize)>>,
-    back: SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
-    len: usize,
+    rx: Receiver<Option<Chunk>>,
+    back: SyncSender<Chunk>,
+    cur: Chunk,
     pos: usize,
-    sha: Option<Sha256>,
+    /// `None` once made.
+    end: Option<EndChecks>,
 }
 
 impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.pos >= self.len {
+        while self.pos >= self.cur.len {
             match self.rx.recv() {
-                Ok(Some((next, len))) => {
+                Ok(Some(mut next)) => {
+                    next.len = next.len.min(next.buf.len());
                     let old = std::mem::replace(&mut self.cur, next);
                     let _ = self.back.try_send(old);
-                    self.len = len.min(self.cur.len());
                     self.pos = 0;
-                    if let (Some(h), Some(bytes)) = (&mut self.sha, self.cur.get(..self.len)) {
-                        h.update(bytes);
+                    if let Some(end) = &mut self.end {
+                        end.update(&self.cur);
                     }
                 }
                 Ok(None) => {
@@ -557,17 +620,20 @@ impl BufRead for ChunkReader {
                     ))
                 }
                 Err(_) => {
-                    self.len = 0;
+                    self.cur.len = 0;
                     self.pos = 0;
+                    if let Some(end) = self.end.take() {
+                        end.finish().map_err(ContainerError::into_io)?;
+                    }
                     return Ok(&[]);
                 }
             }
         }
-        Ok(self.cur.get(self.pos..self.len).unwrap_or(&[]))
+        Ok(self.cur.buf.get(self.pos..self.cur.len).unwrap_or(&[]))
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.len);
+        self.pos = (self.pos + n).min(self.cur.len);
     }
 }
 

@@ -21,7 +21,8 @@ pub struct WriteOptions {
     /// Deflate level for text entries, 0–9 ([`DEFAULT_LEVEL`], 2, by
     /// default; the server uses 3).
     pub level: u32,
-    /// Record the SHA-256 of every entry in the trailer's `lvbak` field.
+    /// Record the SHA-256 of every entry's stored bytes in the trailer's
+    /// `lvbak` field (version 3, FORMAT.md §5.1).
     pub digests: bool,
     /// Threads compressing text entries in parallel, by 1 MiB segments
     /// (0: one per core, at most 4). The bytes written do not depend on it.

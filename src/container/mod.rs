@@ -11,8 +11,8 @@ pub mod records;
 pub mod write;
 
 pub use read::{
-    check_descriptor, check_local, seek_to_data, CentralDirectory, CentralEntry, EntryReader,
-    LocalInfo,
+    check_descriptor, check_local, seek_to_data, CentralDirectory, CentralEntry, DigestOf,
+    EntryReader, LocalInfo,
 };
 pub(crate) use read::{directory_problems, read_directory, DirectoryEntry, Fields};
 

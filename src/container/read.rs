@@ -733,9 +733,63 @@ pub fn check_descriptor<R: Read + Seek>(
     Ok(())
 }
 
+/// Which bytes of an entry a recorded digest is the SHA-256 of
+/// (FORMAT.md §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestOf {
+    /// The entry's uncompressed bytes (field versions 1 and 2 of lvbak's
+    /// trailer field).
+    Content,
+    /// The entry's stored bytes: its data as it lies in the archive,
+    /// compressed or not, between the local header and the data
+    /// descriptor (field version 3, which lvbak writes).
+    Stored,
+}
+
+/// An entry's stored bytes as they are read from the archive, hashed on
+/// the way when a digest of them is expected, or copied aside for a caller
+/// that hashes them elsewhere ([`EntryReader::take_sha256_check`]).
+struct Raw<'a, R: Read> {
+    inner: Take<&'a mut R>,
+    sha: Option<Sha256>,
+    tee: Option<Vec<u8>>,
+}
+
+impl<R: Read> Read for Raw<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(read) = buf.get(..n) {
+            if let Some(h) = &mut self.sha {
+                h.update(read);
+            }
+            if let Some(t) = &mut self.tee {
+                t.extend_from_slice(read);
+            }
+        }
+        Ok(n)
+    }
+}
+
 enum Body<'a, R: Read> {
-    Stored(BufReader<Take<&'a mut R>>),
-    Deflated(Box<flate2::bufread::DeflateDecoder<BufReader<Take<&'a mut R>>>>),
+    Stored(BufReader<Raw<'a, R>>),
+    Deflated(Box<flate2::bufread::DeflateDecoder<BufReader<Raw<'a, R>>>>),
+}
+
+impl<'a, R: Read> Body<'a, R> {
+    fn raw(&mut self) -> &mut BufReader<Raw<'a, R>> {
+        match self {
+            Body::Stored(s) => s,
+            Body::Deflated(d) => d.get_mut(),
+        }
+    }
+}
+
+/// The SHA-256 an [`EntryReader`] checks at the end, and over which bytes.
+enum Expected {
+    /// The uncompressed bytes, hashed here as they are produced.
+    Content(Sha256, [u8; 32]),
+    /// The stored bytes, hashed by [`Raw`] as they are read.
+    Stored([u8; 32]),
 }
 
 /// A `Read` over one entry's uncompressed bytes that checks, as it goes,
@@ -748,10 +802,10 @@ pub struct EntryReader<'a, R: Read> {
     name: String,
     declared_size: u64,
     declared_crc: u32,
-    check_crc: bool,
     produced: u64,
-    crc: crc32fast::Hasher,
-    sha: Option<(Sha256, [u8; 32])>,
+    /// The CRC-32 of the bytes produced so far, unless it is not checked.
+    crc: Option<crc32fast::Hasher>,
+    sha: Option<Expected>,
     done: bool,
     local: LocalInfo,
 }
@@ -767,7 +821,14 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
         let info = check_local(r, e)?;
         seek_to_data(r, &info)?;
         let cap = e.compressed_size.clamp(1, 64 * 1024) as usize;
-        let raw = BufReader::with_capacity(cap, r.take(e.compressed_size));
+        let raw = BufReader::with_capacity(
+            cap,
+            Raw {
+                inner: r.take(e.compressed_size),
+                sha: None,
+                tee: None,
+            },
+        );
         let body = match e.method {
             METHOD_STORED => Body::Stored(raw),
             METHOD_DEFLATED => Body::Deflated(Box::new(flate2::bufread::DeflateDecoder::new(raw))),
@@ -783,9 +844,8 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
             name: e.name.clone(),
             declared_size: e.uncompressed_size,
             declared_crc: e.crc32,
-            check_crc: true,
             produced: 0,
-            crc: crc32fast::Hasher::new(),
+            crc: Some(crc32fast::Hasher::new()),
             sha: None,
             done: false,
             local: info,
@@ -794,21 +854,63 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
 }
 
 impl<R: Read> EntryReader<'_, R> {
-    /// Also checks the SHA-256 of the uncompressed bytes at the end.
+    /// Also checks the SHA-256 of the uncompressed bytes at the end
+    /// (digests of field versions 1 and 2). Call it before the first read.
     pub fn expect_sha256(&mut self, digest: [u8; 32]) {
-        self.sha = Some((Sha256::new(), digest));
+        self.body.raw().get_mut().sha = None;
+        self.sha = Some(Expected::Content(Sha256::new(), digest));
     }
 
-    /// Takes the SHA-256 check away from this reader, returning the
-    /// expected digest: the caller hashes the bytes itself (deep verify
-    /// does it on another thread) and must compare at the end.
-    pub(crate) fn take_sha256_check(&mut self) -> Option<[u8; 32]> {
-        self.sha.take().map(|(_, want)| want)
+    /// Also checks, at the end, the SHA-256 of the entry's stored bytes
+    /// (compressed or not, as they lie in the archive: digests of field
+    /// version 3). Call it before the first read.
+    pub fn expect_stored_sha256(&mut self, digest: [u8; 32]) {
+        self.body.raw().get_mut().sha = Some(Sha256::new());
+        self.sha = Some(Expected::Stored(digest));
+    }
+
+    /// Takes the SHA-256 check away from this reader, returning which
+    /// bytes it covers and the expected digest: the caller hashes the bytes
+    /// itself (deep verify does it on another thread) and must compare at
+    /// the end. For a digest of the stored bytes, the reader then copies
+    /// them aside as it reads them: take them with
+    /// [`EntryReader::take_stored`] after each read.
+    pub(crate) fn take_sha256_check(&mut self) -> Option<(DigestOf, [u8; 32])> {
+        match self.sha.take()? {
+            Expected::Content(_, want) => Some((DigestOf::Content, want)),
+            Expected::Stored(want) => {
+                let raw = self.body.raw().get_mut();
+                raw.sha = None;
+                raw.tee = Some(Vec::new());
+                Some((DigestOf::Stored, want))
+            }
+        }
+    }
+
+    /// Takes the CRC-32 check away from this reader, returning the declared
+    /// CRC-32 (`None` when it was not to be checked): the caller computes
+    /// it over the uncompressed bytes and must compare at the end, before
+    /// the SHA-256.
+    pub(crate) fn take_crc_check(&mut self) -> Option<u32> {
+        self.crc.take().map(|_| self.declared_crc)
+    }
+
+    /// Moves the stored bytes read since the last call to the end of
+    /// `out` (none unless [`EntryReader::take_sha256_check`] took a check
+    /// of them).
+    pub(crate) fn take_stored(&mut self, out: &mut Vec<u8>) {
+        if let Some(t) = &mut self.body.raw().get_mut().tee {
+            if out.is_empty() {
+                std::mem::swap(out, t);
+            } else {
+                out.append(t);
+            }
+        }
     }
 
     /// Skips the CRC-32 check (the server never checks CRCs; `repair` needs this).
     pub fn skip_crc_check(&mut self) {
-        self.check_crc = false;
+        self.crc = None;
     }
 
     /// The declared uncompressed size.
@@ -863,7 +965,7 @@ impl<R: Read> EntryReader<'_, R> {
             Body::Deflated(d) => {
                 let inner = d.get_mut();
                 let buffered = inner.buffer().len() as u64;
-                buffered + inner.get_ref().limit()
+                buffered + inner.get_ref().inner.limit()
             }
         };
         if leftover != 0 {
@@ -875,16 +977,26 @@ impl<R: Read> EntryReader<'_, R> {
             }
             .into_io());
         }
-        let computed = std::mem::take(&mut self.crc).finalize();
-        if self.check_crc && computed != self.declared_crc {
-            return Err(ContainerError::CrcMismatch {
-                entry: self.name.clone(),
-                declared: self.declared_crc,
-                computed,
+        if let Some(h) = self.crc.take() {
+            let computed = h.finalize();
+            if computed != self.declared_crc {
+                return Err(ContainerError::CrcMismatch {
+                    entry: self.name.clone(),
+                    declared: self.declared_crc,
+                    computed,
+                }
+                .into_io());
             }
-            .into_io());
         }
-        if let Some((h, want)) = self.sha.take() {
+        let checked = match self.sha.take() {
+            None => None,
+            Some(Expected::Content(h, want)) => Some((h, want)),
+            Some(Expected::Stored(want)) => {
+                let h = self.body.raw().get_mut().sha.take();
+                Some((h.unwrap_or_default(), want))
+            }
+        };
+        if let Some((h, want)) = checked {
             let got: [u8; 32] = h.finalize().into();
             if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
                 return Err(ContainerError::DigestMismatch {
@@ -953,8 +1065,10 @@ impl<R: Read> Read for EntryReader<'_, R> {
             };
             return Err(self.fail(e));
         }
-        self.crc.update(&buf[..n]);
-        if let Some((h, _)) = &mut self.sha {
+        if let Some(h) = &mut self.crc {
+            h.update(&buf[..n]);
+        }
+        if let Some(Expected::Content(h, _)) = &mut self.sha {
             h.update(&buf[..n]);
         }
         Ok(n)

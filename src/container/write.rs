@@ -59,8 +59,8 @@ pub struct EntryOptions {
 pub struct WrittenEntry {
     /// CRC-32 of the uncompressed bytes.
     pub crc32: u32,
-    /// SHA-256 of the uncompressed bytes, when digests are on
-    /// ([`ZipWriter::set_digests`]).
+    /// SHA-256 of the stored bytes (the entry's data as written, after
+    /// compression), when digests are on ([`ZipWriter::set_digests`]).
     pub sha256: Option<[u8; 32]>,
     /// Compressed size.
     pub compressed_size: u64,
@@ -74,20 +74,10 @@ struct Open {
     offset: u64,
     header_written: bool,
     crc: crc32fast::Hasher,
-    hash: EntryHash,
+    /// The SHA-256 of the stored bytes written so far, when digests are on.
+    hash: Option<Sha256>,
     uncompressed: u64,
     compressed: u64,
-}
-
-/// Where the open entry's SHA-256 is computed.
-enum EntryHash {
-    /// Digests are off.
-    Off,
-    /// On the writing thread.
-    Here(Sha256),
-    /// On the pool's hashing thread, which holds the state: every later
-    /// byte of the entry goes there too, in order.
-    Pool,
 }
 
 struct Counting<W> {
@@ -196,34 +186,20 @@ struct Job {
     last: bool,
 }
 
-/// What the hashing thread is asked to do, in entry order.
-enum HashJob {
-    /// Continue from this state (the entry's bytes hashed so far).
-    Start(Sha256),
-    /// The entry's next bytes.
-    Data(Arc<Vec<u8>>),
-    /// The entry is complete: send its digest back.
-    Finish,
-}
-
-/// Worker threads compressing segments, and one thread computing the
-/// SHA-256 of the segments in order (the digest is sequential; off the
-/// writing thread it overlaps with producing the next rows).
+/// Worker threads compressing segments.
 struct Pool {
     jobs: Option<Sender<Job>>,
     results: Receiver<(u64, Vec<u8>)>,
     workers: Vec<JoinHandle<()>>,
     size: usize,
-    hash_jobs: Option<mpsc::SyncSender<HashJob>>,
-    digests: Option<Receiver<[u8; 32]>>,
 }
 
 impl Pool {
-    fn new(size: usize, digests: bool) -> Pool {
+    fn new(size: usize) -> Pool {
         let (jtx, jrx) = mpsc::channel::<Job>();
         let (rtx, rrx) = mpsc::channel();
         let shared = Arc::new(Mutex::new(jrx));
-        let mut workers: Vec<JoinHandle<()>> = (0..size)
+        let workers: Vec<JoinHandle<()>> = (0..size)
             .map(|_| {
                 let rx = Arc::clone(&shared);
                 let tx = rtx.clone();
@@ -240,43 +216,11 @@ impl Pool {
                 })
             })
             .collect();
-        let (hash_jobs, digests) = if digests {
-            // Bounded: a lagging hasher holds back the writer, not memory.
-            let (htx, hrx) = mpsc::sync_channel::<HashJob>(2 * size + 2);
-            let (dtx, drx) = mpsc::channel::<[u8; 32]>();
-            workers.push(std::thread::spawn(move || {
-                let mut sha = Sha256::new();
-                for job in hrx {
-                    match job {
-                        HashJob::Start(state) => sha = state,
-                        HashJob::Data(d) => sha.update(d.as_slice()),
-                        HashJob::Finish => {
-                            let digest = std::mem::take(&mut sha).finalize().into();
-                            if dtx.send(digest).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }));
-            (Some(htx), Some(drx))
-        } else {
-            (None, None)
-        };
         Pool {
             jobs: Some(jtx),
             results: rrx,
             workers,
             size,
-            hash_jobs,
-            digests,
-        }
-    }
-
-    fn hash(&self, job: HashJob) -> Result<(), ContainerError> {
-        match self.hash_jobs.as_ref().map(|tx| tx.send(job)) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(ContainerError::WriterState("the hashing thread stopped")),
         }
     }
 }
@@ -284,7 +228,6 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.jobs.take();
-        self.hash_jobs.take();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -340,19 +283,12 @@ impl<W: Write> ZipWriter<W> {
         self.threads = n.max(1);
     }
 
-    /// Computes the SHA-256 of each entry's uncompressed bytes from the
-    /// next entry on ([`WrittenEntry::sha256`]). With several threads, the
-    /// digest of a large deflated entry is computed on a thread of its own,
-    /// alongside compression.
+    /// Computes the SHA-256 of each entry's stored bytes (as written,
+    /// after compression) from the next entry on
+    /// ([`WrittenEntry::sha256`]), on the writing thread as the bytes go
+    /// out: for text, a fraction of the uncompressed bytes.
     pub fn set_digests(&mut self, on: bool) {
         self.digests = on;
-        let mismatch = self
-            .pool
-            .as_ref()
-            .is_some_and(|p| p.hash_jobs.is_some() != on);
-        if mismatch && self.open.is_none() {
-            self.pool = None;
-        }
     }
 
     /// Whether an entry of that name was written or started.
@@ -441,11 +377,7 @@ impl<W: Write> ZipWriter<W> {
             offset: self.out.pos,
             header_written: false,
             crc: crc32fast::Hasher::new(),
-            hash: if self.digests {
-                EntryHash::Here(Sha256::new())
-            } else {
-                EntryHash::Off
-            },
+            hash: self.digests.then(Sha256::new),
             uncompressed: 0,
             compressed: 0,
         });
@@ -508,8 +440,7 @@ impl<W: Write> ZipWriter<W> {
         match open.opts.method {
             Method::Stored => {
                 open.compressed += data.len() as u64;
-                // (Only deflated segments move the digest to the pool.)
-                if let EntryHash::Here(sha) = &mut open.hash {
+                if let Some(sha) = &mut open.hash {
                     sha.update(data);
                 }
                 let r = self.out.put(data);
@@ -549,10 +480,9 @@ impl<W: Write> ZipWriter<W> {
         self.segments.next_submit += 1;
         let inline = self.threads <= 1 || (last && seq == 0);
         if !inline && self.pool.is_none() {
-            self.pool = Some(Pool::new(self.threads, self.digests));
+            self.pool = Some(Pool::new(self.threads));
         }
         let data = Arc::new(data);
-        self.hash_segment(&data, !inline)?;
         if inline {
             let out = deflate_segment(level, &data, last);
             self.segments.ready.insert(seq, out);
@@ -576,32 +506,6 @@ impl<W: Write> ZipWriter<W> {
         self.drain(limit)
     }
 
-    /// Adds a deflated segment to the open entry's digest: here, or on the
-    /// pool's hashing thread once `to_pool` has moved the state there (and
-    /// from then on, so the bytes stay in order).
-    fn hash_segment(&mut self, data: &Arc<Vec<u8>>, to_pool: bool) -> Result<(), ContainerError> {
-        let Some(open) = self.open.as_mut() else {
-            return Err(ContainerError::WriterState("no entry is open"));
-        };
-        let hasher = self.pool.as_ref().filter(|p| p.hash_jobs.is_some());
-        if let (true, Some(pool), EntryHash::Here(_)) = (to_pool, hasher, &open.hash) {
-            if let EntryHash::Here(state) = std::mem::replace(&mut open.hash, EntryHash::Pool) {
-                pool.hash(HashJob::Start(state))?;
-            }
-        }
-        match (&mut open.hash, hasher) {
-            (EntryHash::Off, _) => Ok(()),
-            (EntryHash::Here(sha), _) => {
-                sha.update(data.as_slice());
-                Ok(())
-            }
-            (EntryHash::Pool, Some(pool)) => pool.hash(HashJob::Data(Arc::clone(data))),
-            (EntryHash::Pool, None) => {
-                Err(ContainerError::WriterState("the hashing thread stopped"))
-            }
-        }
-    }
-
     /// Writes ready segments in order until at most `in_flight` remain unwritten.
     fn drain(&mut self, in_flight: u64) -> Result<(), ContainerError> {
         loop {
@@ -609,6 +513,9 @@ impl<W: Write> ZipWriter<W> {
                 self.segments.next_write += 1;
                 if let Some(o) = self.open.as_mut() {
                     o.compressed += out.len() as u64;
+                    if let Some(sha) = &mut o.hash {
+                        sha.update(&out);
+                    }
                 }
                 let r = self.out.put(&out);
                 self.check(r)?;
@@ -652,23 +559,7 @@ impl<W: Write> ZipWriter<W> {
         let Some(open) = self.open.take() else {
             return Err(ContainerError::WriterState("no entry is open"));
         };
-        let sha256 = match open.hash {
-            EntryHash::Off => None,
-            EntryHash::Here(sha) => Some(sha.finalize().into()),
-            EntryHash::Pool => {
-                let digest = self.pool.as_ref().and_then(|pool| {
-                    pool.hash(HashJob::Finish).ok()?;
-                    pool.digests.as_ref()?.recv().ok()
-                });
-                match digest {
-                    Some(d) => Some(d),
-                    None => {
-                        self.poisoned = true;
-                        return Err(ContainerError::WriterState("the hashing thread stopped"));
-                    }
-                }
-            }
-        };
+        let sha256 = open.hash.map(|sha| sha.finalize().into());
         let written = WrittenEntry {
             crc32: open.crc.finalize(),
             sha256,
@@ -918,64 +809,55 @@ mod tests {
     }
 
     #[test]
-    fn digests_are_the_sha256_of_each_entry_whatever_the_threads() {
+    fn digests_are_the_sha256_of_each_entrys_stored_bytes_whatever_the_threads() {
         let sizes = [0, 10, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2];
         for threads in [1, 2, 3] {
             let mut z = ZipWriter::new(Vec::new());
             z.set_threads(threads);
             z.set_digests(true);
+            let mut digests = Vec::new();
             for (i, &len) in sizes.iter().enumerate() {
                 for method in [Method::Deflated(DEFAULT_LEVEL), Method::Stored] {
                     let body = data(len, i as u32);
-                    z.start_entry(&format!("{i}-{method:?}"), opts(method))
-                        .unwrap();
+                    let name = format!("{i}-{method:?}");
+                    z.start_entry(&name, opts(method)).unwrap();
                     // Uneven pieces, as rows arrive.
                     for piece in body.chunks(77_777) {
                         z.write_data(piece).unwrap();
                     }
                     let w = z.finish_entry().unwrap();
-                    let want: [u8; 32] = Sha256::digest(&body).into();
-                    assert_eq!(
-                        w.sha256,
-                        Some(want),
-                        "{threads} threads, {len} bytes, {method:?}"
-                    );
                     assert_eq!(w.crc32, crc32fast::hash(&body));
+                    digests.push((name, w.sha256));
                 }
             }
-            // Threads raised mid-entry: the state hashed on this thread so
-            // far moves to the hashing thread.
-            z.set_threads(1);
+            // Threads changed mid-entry: the digest still covers every
+            // compressed segment in order.
             let body = data(4 * CHUNK, 5);
-            z.start_entry("switched", opts(Method::Deflated(1)))
-                .unwrap();
-            z.write_data(&body[..2 * CHUNK + 5]).unwrap();
-            z.set_threads(threads);
-            z.write_data(&body[2 * CHUNK + 5..]).unwrap();
-            let want: [u8; 32] = Sha256::digest(&body).into();
-            assert_eq!(
-                z.finish_entry().unwrap().sha256,
-                Some(want),
-                "switched to {threads}"
-            );
-            // And lowered mid-entry: the rest is hashed after what the
-            // hashing thread holds.
-            z.set_threads(threads);
-            z.start_entry("lowered", opts(Method::Deflated(1))).unwrap();
-            z.write_data(&body[..2 * CHUNK + 5]).unwrap();
-            z.set_threads(1);
-            z.write_data(&body[2 * CHUNK + 5..]).unwrap();
-            assert_eq!(
-                z.finish_entry().unwrap().sha256,
-                Some(want),
-                "lowered from {threads}"
-            );
+            for (name, before, after) in [("raised", 1, threads), ("lowered", threads, 1)] {
+                z.set_threads(before);
+                z.start_entry(name, opts(Method::Deflated(1))).unwrap();
+                z.write_data(&body[..2 * CHUNK + 5]).unwrap();
+                z.set_threads(after);
+                z.write_data(&body[2 * CHUNK + 5..]).unwrap();
+                digests.push((name.to_owned(), z.finish_entry().unwrap().sha256));
+            }
             z.set_digests(false);
             let w = z
                 .add_entry("off", opts(Method::Deflated(1)), &data(2 * CHUNK, 9))
                 .unwrap();
             assert_eq!(w.sha256, None);
-            z.finish().unwrap();
+            let (bytes, _) = z.finish().unwrap();
+            // The digest of each entry is the SHA-256 of its data as it
+            // lies in the archive, found through its local header.
+            let cd = read_back(&bytes);
+            let mut cursor = std::io::Cursor::new(&bytes[..]);
+            for (name, digest) in digests {
+                let e = cd.entries.iter().find(|e| e.name == name).unwrap();
+                let at = crate::container::check_local(&mut cursor, e).unwrap();
+                let stored = &bytes[at.data_start as usize..at.data_end as usize];
+                let want: [u8; 32] = Sha256::digest(stored).into();
+                assert_eq!(digest, Some(want), "{threads} threads, {name}");
+            }
         }
     }
 
