@@ -1,7 +1,8 @@
 //! The `lvbak` command-line tool.
 //!
 //! Exit codes: 0 success; 1 the archive (or ticket) is invalid or a check
-//! failed; 2 usage error; 3 an I/O error (a file could not be opened or written).
+//! failed; 2 usage error; 3 an I/O error (a file could not be opened or
+//! written); 130 interrupted by Ctrl-C (see `Interrupt`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
@@ -22,7 +23,7 @@ use lvbak::{Archive, ArchiveError, Limits, WriteOptions};
     name = "lvbak",
     version,
     about = "Read, check and rewrite Lumiverse .lvbak account archives",
-    after_help = "Exit codes: 0 success; 1 invalid archive or failed check; 2 usage error; 3 I/O error."
+    after_help = "Exit codes: 0 success; 1 invalid archive or failed check; 2 usage error; 3 I/O error; 130 interrupted (Ctrl-C)."
 )]
 struct Cli {
     /// Print nothing but errors (and the requested JSON).
@@ -182,6 +183,92 @@ enum Command {
 enum Failure {
     Invalid(String),
     Io(String),
+    /// Stopped by Ctrl-C; what it had written is removed.
+    Interrupted(String),
+}
+
+/// What Ctrl-C does. During an export or import the first press asks the
+/// engine to stop: it then fails as on any error, removing what it wrote
+/// (the temporary archive; the import's staging folder and transaction).
+/// Otherwise, or on a second press, the temporary files this run has
+/// created are removed and the process exits with 130 at once.
+struct Interrupt {
+    cancel: lvbak::engine::CancelToken,
+    /// An export or import is running and can be asked to stop.
+    cooperative: std::sync::atomic::AtomicBool,
+    /// Files to remove on an immediate exit. The handler holds the lock
+    /// until the process ends, so a move into place done under the lock
+    /// ([`Interrupt::settle`]) happens wholly before it or not at all.
+    temporary: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+fn interrupt() -> &'static Interrupt {
+    static INTERRUPT: std::sync::OnceLock<Interrupt> = std::sync::OnceLock::new();
+    INTERRUPT.get_or_init(|| Interrupt {
+        cancel: lvbak::engine::CancelToken::new(),
+        cooperative: std::sync::atomic::AtomicBool::new(false),
+        temporary: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+impl Interrupt {
+    fn on_press(&self) {
+        use std::sync::atomic::Ordering;
+        if self.cooperative.swap(false, Ordering::SeqCst) {
+            self.cancel.cancel();
+            eprintln!(
+                "\nlvbak: stopping and removing what was written (Ctrl-C again to quit at once)"
+            );
+            return;
+        }
+        let paths = self.temporary.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths.iter() {
+            let _ = std::fs::remove_file(p);
+        }
+        eprintln!("\nlvbak: interrupted");
+        std::process::exit(130);
+    }
+
+    /// The engine's cancellation token, with Ctrl-C asking it to stop
+    /// until the guard is dropped.
+    fn cooperate(&self) -> Cooperating<'_> {
+        self.cooperative
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Cooperating(self)
+    }
+
+    /// Removes `p` if the process is interrupted before it is forgotten.
+    fn remove_on_exit(&self, p: &Path) {
+        let mut t = self.temporary.lock().unwrap_or_else(|e| e.into_inner());
+        t.push(p.to_path_buf());
+    }
+
+    /// Runs `f` (a move into place) where Ctrl-C cannot cut in, then
+    /// forgets `paths`: an interrupted run either removed them before `f`
+    /// or leaves `f`'s result whole.
+    fn settle<T>(&self, paths: &[&Path], f: impl FnOnce() -> T) -> T {
+        let mut t = self.temporary.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f();
+        t.retain(|p| !paths.contains(&p.as_path()));
+        out
+    }
+}
+
+/// While alive, Ctrl-C cancels the engine instead of exiting.
+struct Cooperating<'a>(&'a Interrupt);
+
+impl Cooperating<'_> {
+    fn token(&self) -> &lvbak::engine::CancelToken {
+        &self.0.cancel
+    }
+}
+
+impl Drop for Cooperating<'_> {
+    fn drop(&mut self) {
+        self.0
+            .cooperative
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl From<ArchiveError> for Failure {
@@ -204,8 +291,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Without a handler (one could not be set), Ctrl-C ends the process
+    // as it always does.
+    let _ = ctrlc::set_handler(|| interrupt().on_press());
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
+        Err(Failure::Interrupted(m)) => {
+            eprintln!("lvbak: {m}");
+            ExitCode::from(130)
+        }
         Err(Failure::Invalid(m)) => {
             eprintln!("lvbak: {m}");
             ExitCode::from(1)
@@ -597,8 +691,11 @@ fn write_atomically<T>(
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
+    // Only files this run created are ever removed on Ctrl-C.
+    let ctrl_c = interrupt();
+    ctrl_c.remove_on_exit(&tmp);
     let remove_tmp = |e: Failure| {
-        let _ = std::fs::remove_file(&tmp);
+        ctrl_c.settle(&[&tmp], || std::fs::remove_file(&tmp).ok());
         e
     };
     let (w, t) = f(BufWriter::with_capacity(256 * 1024, file)).map_err(remove_tmp)?;
@@ -608,17 +705,29 @@ fn write_atomically<T>(
         .and_then(|f| f.sync_all());
     synced.map_err(|e| remove_tmp(Failure::Io(format!("cannot write {}: {e}", tmp.display()))))?;
     let ticket = ticket(&t);
+    let mut settled: Vec<&Path> = vec![&tmp];
     if let Some((tpath, bytes)) = &ticket {
+        // (Never created over an existing file: only a ticket written
+        // here is registered for removal.)
         write_secret_file(tpath, bytes).map_err(remove_tmp)?;
+        ctrl_c.remove_on_exit(tpath);
+        settled.push(tpath);
     }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        if let Some((tpath, _)) = &ticket {
-            let _ = std::fs::remove_file(tpath);
+    let moved = ctrl_c.settle(&settled, || {
+        let r = std::fs::rename(&tmp, path);
+        if r.is_err() {
+            if let Some((tpath, _)) = &ticket {
+                let _ = std::fs::remove_file(tpath);
+            }
+            let _ = std::fs::remove_file(&tmp);
         }
-        return Err(remove_tmp(Failure::Io(format!(
+        r
+    });
+    if let Err(e) = moved {
+        return Err(Failure::Io(format!(
             "cannot move the new archive to {}: {e}",
             path.display()
-        ))));
+        )));
     }
     // The rename itself, made durable (where a folder can be opened).
     if let Ok(d) = File::open(&dir) {
@@ -1166,6 +1275,9 @@ fn open_store(
 fn engine_failure(e: lvbak::engine::EngineError) -> Failure {
     use lvbak::engine::EngineError as E;
     match e {
+        E::Cancelled => Failure::Interrupted(
+            "interrupted: stopped before finishing; nothing was written".into(),
+        ),
         E::Archive(a) => a.into(),
         E::Secrets(s) => secrets_failure(s),
         E::Store { .. } => Failure::Io(e.to_string()),
@@ -1254,10 +1366,11 @@ fn cmd_export(
         large_rows,
     };
     let pb = engine_bar(cli, "exporting");
-    let cancel = lvbak::engine::CancelToken::new();
     let res = write_atomically(
         output,
         |w| {
+            // Ctrl-C stops the engine while it runs; after, it exits at once.
+            let ctrl_c = interrupt().cooperate();
             lvbak::engine::export(
                 &mut store,
                 w,
@@ -1270,7 +1383,7 @@ fn cmd_export(
                         indicatif::HumanBytes(p.bytes_done)
                     ));
                 },
-                &cancel,
+                ctrl_c.token(),
             )
             .map_err(|e| match engine_failure(e) {
                 Failure::Invalid(m) if m.contains("exceeds 4194304") => Failure::Invalid(format!(
@@ -1365,7 +1478,8 @@ fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>
         spill_dir: spill_dir(o.db),
     };
     let pb = engine_bar(cli, "importing");
-    let cancel = lvbak::engine::CancelToken::new();
+    let ctrl_c = interrupt().cooperate();
+    let cancel = ctrl_c.token();
     let report = lvbak::engine::import_owned(
         a,
         sink,
@@ -1378,9 +1492,10 @@ fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>
                 p.table.as_deref().unwrap_or(p.phase)
             ));
         },
-        &cancel,
+        cancel,
     )
     .map_err(engine_failure)?;
+    drop(ctrl_c);
     pb.finish_and_clear();
     if o.json {
         let tables: serde_json::Map<String, serde_json::Value> = report

@@ -350,3 +350,129 @@ fn outputs_never_replace_what_they_must_not() {
         );
     }
 }
+
+/// Starts `lvbak args`, waits until `started` is true (polling), then sends
+/// it SIGINT and returns its exit code and standard error. `None` when it
+/// ended before `started` held.
+fn interrupted(args: &[&str], started: impl Fn() -> bool) -> Option<(Option<i32>, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lvbak"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started() {
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Ctrl-C during an export or an import stops it and removes what it had
+/// written: no temporary archive, no staging folder, no rows, exit 130.
+#[test]
+fn ctrl_c_stops_an_export_or_import_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(lvbak(&["demo", "--dir", s(tmp.path())]).status.success());
+    let db = tmp.path().join("source/lumiverse.db");
+    // Enough rows that both runs take a while: 150,000 messages of 1 KB
+    // of random hex.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000)
+         INSERT INTO messages (id, chat_id, index_in_chat, is_user, content)
+         SELECT 'bulk-' || i, 'chat-1', 1000 + i, i % 2, hex(randomblob(512)) FROM n;",
+    )
+    .unwrap();
+    drop(c);
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let archive = out_dir.join("big.lvbak");
+    let export = [
+        "export",
+        "--db",
+        s(&db),
+        "--user",
+        "demo-user",
+        "-o",
+        s(&archive),
+    ];
+    // Started: its temporary archive has some bytes.
+    let writing = || {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+    };
+    let (code, err) =
+        interrupted(&export, writing).expect("the export ended before it was interrupted");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        names(&out_dir).is_empty(),
+        "left behind: {:?}",
+        names(&out_dir)
+    );
+
+    // The whole export, then an import into a new database, interrupted
+    // once its staging folder exists.
+    assert!(lvbak(&export).status.success());
+    let dst = tmp.path().join("dst");
+    let dst_db = dst.join("lumiverse.db");
+    let staging = || {
+        std::fs::read_dir(&dst).is_ok_and(|d| {
+            d.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".lvbak-staging-")
+            })
+        })
+    };
+    let import = [
+        "import",
+        s(&archive),
+        "--db",
+        s(&dst_db),
+        "--user",
+        "demo-user",
+    ];
+    let (code, err) =
+        interrupted(&import, staging).expect("the import ended before it was interrupted");
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!staging(), "a staging folder was left: {:?}", names(&dst));
+    let c = rusqlite::Connection::open(&dst_db).unwrap();
+    let has_messages: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'messages'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if has_messages == 1 {
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "rows were left by the interrupted import");
+    }
+    // And the import runs to the end afterwards.
+    let out = lvbak(&import);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
