@@ -107,13 +107,19 @@ fn main() {
         "trailer",
         br#"{"counts":{"chats":2},"missingFiles":["files/images/a.png"],"lvbak":{"version":1,"sha256":{"manifest.json":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}}}"#,
     );
-    // Version-2 digests (base64 of two 32-byte digests): the count right,
-    // and one too many.
+    // Version-2 and version-3 digests (base64 of two 32-byte digests): the
+    // count right, and one too many; and a version no reader knows.
     let two =
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
-    for (name, entries) in [("trailer-v2", 2), ("trailer-v2-count", 3)] {
+    for (name, version, entries) in [
+        ("trailer-v2", 2, 2),
+        ("trailer-v2-count", 2, 3),
+        ("trailer-v3", 3, 2),
+        ("trailer-v3-count", 3, 3),
+        ("trailer-v4", 4, 2),
+    ] {
         let t = format!(
-            r#"{{"counts":{{}},"lvbak":{{"version":2,"entries":{entries},"sha256":"{two}"}}}}"#
+            r#"{{"counts":{{}},"lvbak":{{"version":{version},"entries":{entries},"sha256":"{two}"}}}}"#
         );
         put(&dir, "manifest", name, t.as_bytes());
     }
