@@ -1001,7 +1001,9 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
         }
         let version = obj.get("version").and_then(Value::as_u64);
         match (version, digests) {
-            (Some(version), Some(Ok(by_name))) => {
+            // The by-name layout is that of versions 1 and 2; any later
+            // version with it is one this reader does not know.
+            (Some(version), Some(Ok(by_name))) if version < 3 => {
                 obj.shift_remove("sha256");
                 Ok((
                     Value::Object(obj),
@@ -1364,7 +1366,7 @@ mod tests {
         let m = v.as_object()?;
         let version = m.get("version")?.as_u64()?;
         match m.get("sha256")? {
-            Value::Object(digests) => {
+            Value::Object(digests) if version < 3 => {
                 let mut by_name = Vec::with_capacity(digests.len());
                 for (k, v) in digests {
                     by_name.push((k.clone(), unhex32(v.as_str()?)?));
@@ -1428,6 +1430,19 @@ mod tests {
             // Version-2 digests: right and wrong counts, not whole digests,
             // bad padding or alphabet, escapes, another version.
             format!(r#"{{"lvbak":{{"version":2,"entries":2,"sha256":"{b2}"}}}}"#),
+            // Version 3 (digests of the stored bytes, the same layout), and
+            // versions this reader does not know, by position or by name.
+            format!(r#"{{"lvbak":{{"version":3,"entries":2,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"version":3,"entries":3,"sha256":"{b2}"}}}}"#),
+            format!(r#"{{"lvbak":{{"version":4,"entries":2,"sha256":"{b2}"}}}}"#),
+            format!(
+                r#"{{"lvbak":{{"version":3,"sha256":{{"manifest.json":"{}"}}}}}}"#,
+                d('a')
+            ),
+            format!(
+                r#"{{"lvbak":{{"version":7,"sha256":{{"manifest.json":"{}"}}}}}}"#,
+                d('a')
+            ),
             format!(r#"{{"lvbak":{{"sha256":"{b2}","entries":2,"version":2}}}}"#),
             format!(r#"{{"lvbak":{{"version":2,"entries":3,"sha256":"{b2}"}}}}"#),
             format!(r#"{{"lvbak":{{"version":2,"sha256":"{b2}"}}}}"#),

@@ -431,8 +431,9 @@ const PIPELINE_FROM: u64 = 4 << 20;
 const CHUNK: usize = 256 * 1024;
 
 /// Checks a large NDJSON entry on two threads: this one reads, inflates and
-/// checks the size (the entry reader); a second one computes the CRC-32 and
-/// SHA-256, splits lines and checks each as JSON. Chunks are recycled and at most a few are
+/// checks the size (the entry reader), and hashes the stored bytes; a
+/// second one computes the CRC-32 (and the SHA-256 of the uncompressed
+/// bytes), splits lines, checks each as JSON, and compares the digests. Chunks are recycled and at most a few are
 /// in flight. Reports the same first problem as reading the rows in order:
 /// a line problem comes from bytes delivered before any failure of the
 /// reading side, and the reading side's failure otherwise.
@@ -446,17 +447,19 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
     let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
     let entry = name.to_string();
     let mut r = a.entry_reader(i)?;
-    // The checking thread computes the CRC-32 and the SHA-256 (of the
-    // uncompressed bytes, or of the stored bytes the reader copies aside):
-    // inflating alone keeps this one busy.
+    // The checking thread computes the CRC-32 and a SHA-256 of the
+    // uncompressed bytes: inflating keeps this one busy. A SHA-256 of the
+    // stored bytes (a fraction of them) is computed here as they are read,
+    // and handed over with the last chunk.
     let end = EndChecks {
         entry: entry.clone(),
         crc: r
             .take_crc_check()
             .map(|want| (crc32fast::Hasher::new(), want)),
-        sha: r
-            .take_sha256_check()
-            .map(|(of, want)| (of, Sha256::new(), want)),
+        digest: r.take_sha256_check().map(|(of, want)| match of {
+            DigestOf::Content => DigestCheck::Content(Sha256::new(), want),
+            DigestOf::Stored => DigestCheck::Stored { want, got: None },
+        }),
     };
     std::thread::scope(|sc| {
         let (tx, rx) = sync_channel::<Option<Chunk>>(4);
@@ -483,7 +486,7 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
         loop {
             let mut chunk = back_rx.try_recv().unwrap_or_default();
             chunk.buf.resize(CHUNK, 0);
-            chunk.stored.clear();
+            chunk.stored_digest = None;
             let mut n = 0;
             let mut failed = None;
             while n < CHUNK {
@@ -497,11 +500,12 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
                     }
                 }
             }
-            r.take_stored(&mut chunk.stored);
             chunk.len = n;
-            // Stored bytes read on the way to the end go too, even with
-            // no uncompressed byte left to send.
-            let something = n > 0 || !chunk.stored.is_empty();
+            if failed.is_none() && n < CHUNK {
+                // The entry was read to its end (its own checks passed).
+                chunk.stored_digest = r.stored_sha256();
+            }
+            let something = n > 0 || chunk.stored_digest.is_some();
             if something && tx.send(Some(chunk)).is_err() {
                 break; // the checker stopped at a problem
             }
@@ -534,13 +538,13 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
 }
 
 /// What the reading side hands the checker: `len` uncompressed bytes at
-/// the start of `buf`, and the stored bytes read to produce them (only
-/// when the checker hashes the stored bytes).
+/// the start of `buf`; with the last chunk, the SHA-256 of the stored bytes
+/// when one is checked.
 #[derive(Default)]
 struct Chunk {
     buf: Vec<u8>,
     len: usize,
-    stored: Vec<u8>,
+    stored_digest: Option<[u8; 32]>,
 }
 
 /// The checks an entry reader makes at the end of the entry, taken over by
@@ -548,7 +552,19 @@ struct Chunk {
 struct EndChecks {
     entry: String,
     crc: Option<(crc32fast::Hasher, u32)>,
-    sha: Option<(DigestOf, Sha256, [u8; 32])>,
+    digest: Option<DigestCheck>,
+}
+
+/// The SHA-256 check the checking thread makes.
+enum DigestCheck {
+    /// Of the uncompressed bytes, hashed as they arrive.
+    Content(Sha256, [u8; 32]),
+    /// Of the stored bytes, computed by the reading side (`None` until the
+    /// last chunk brings it; still missing at the end, it does not match).
+    Stored {
+        want: [u8; 32],
+        got: Option<[u8; 32]>,
+    },
 }
 
 impl EndChecks {
@@ -557,10 +573,12 @@ impl EndChecks {
         if let Some((h, _)) = &mut self.crc {
             h.update(content);
         }
-        match &mut self.sha {
-            Some((DigestOf::Content, h, _)) => h.update(content),
-            Some((DigestOf::Stored, h, _)) => h.update(&chunk.stored),
-            None => {}
+        match &mut self.digest {
+            Some(DigestCheck::Content(h, _)) => h.update(content),
+            Some(DigestCheck::Stored { got, .. }) if chunk.stored_digest.is_some() => {
+                *got = chunk.stored_digest;
+            }
+            _ => {}
         }
     }
 
@@ -576,11 +594,16 @@ impl EndChecks {
                 });
             }
         }
-        if let Some((_, h, want)) = self.sha {
-            let got: [u8; 32] = h.finalize().into();
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-                return Err(ContainerError::DigestMismatch { entry: self.entry });
-            }
+        let (got, want): ([u8; 32], [u8; 32]) = match self.digest {
+            None => return Ok(()),
+            Some(DigestCheck::Content(h, want)) => (h.finalize().into(), want),
+            Some(DigestCheck::Stored { want, got }) => match got {
+                Some(got) => (got, want),
+                None => return Err(ContainerError::DigestMismatch { entry: self.entry }),
+            },
+        };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+            return Err(ContainerError::DigestMismatch { entry: self.entry });
         }
         Ok(())
     }

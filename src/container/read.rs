@@ -747,24 +747,19 @@ pub enum DigestOf {
 }
 
 /// An entry's stored bytes as they are read from the archive, hashed on
-/// the way when a digest of them is expected, or copied aside for a caller
-/// that hashes them elsewhere ([`EntryReader::take_sha256_check`]).
+/// the way when a digest of them is expected. (Hashed here, as they are
+/// read: a copy handed to another thread grows without bound when a
+/// deflate stream holds much input that produces no output.)
 struct Raw<'a, R: Read> {
     inner: Take<&'a mut R>,
     sha: Option<Sha256>,
-    tee: Option<Vec<u8>>,
 }
 
 impl<R: Read> Read for Raw<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(read) = buf.get(..n) {
-            if let Some(h) = &mut self.sha {
-                h.update(read);
-            }
-            if let Some(t) = &mut self.tee {
-                t.extend_from_slice(read);
-            }
+        if let (Some(h), Some(read)) = (&mut self.sha, buf.get(..n)) {
+            h.update(read);
         }
         Ok(n)
     }
@@ -826,7 +821,6 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
             Raw {
                 inner: r.take(e.compressed_size),
                 sha: None,
-                tee: None,
             },
         );
         let body = match e.method {
@@ -870,21 +864,27 @@ impl<R: Read> EntryReader<'_, R> {
     }
 
     /// Takes the SHA-256 check away from this reader, returning which
-    /// bytes it covers and the expected digest: the caller hashes the bytes
-    /// itself (deep verify does it on another thread) and must compare at
-    /// the end. For a digest of the stored bytes, the reader then copies
-    /// them aside as it reads them: take them with
-    /// [`EntryReader::take_stored`] after each read.
+    /// bytes it covers and the expected digest; the caller must compare at
+    /// the end. A digest of the uncompressed bytes is the caller's to
+    /// compute (deep verify does it on another thread); one of the stored
+    /// bytes is still computed here as they are read: take it with
+    /// [`EntryReader::stored_sha256`] once the entry is read to its end.
     pub(crate) fn take_sha256_check(&mut self) -> Option<(DigestOf, [u8; 32])> {
         match self.sha.take()? {
             Expected::Content(_, want) => Some((DigestOf::Content, want)),
-            Expected::Stored(want) => {
-                let raw = self.body.raw().get_mut();
-                raw.sha = None;
-                raw.tee = Some(Vec::new());
-                Some((DigestOf::Stored, want))
-            }
+            Expected::Stored(want) => Some((DigestOf::Stored, want)),
         }
+    }
+
+    /// The SHA-256 of the stored bytes read, once the entry is read to its
+    /// end, when [`EntryReader::take_sha256_check`] took a check of them
+    /// (`None` otherwise, or when taken already).
+    pub(crate) fn stored_sha256(&mut self) -> Option<[u8; 32]> {
+        if self.sha.is_some() {
+            return None; // still this reader's to check
+        }
+        let h = self.body.raw().get_mut().sha.take()?;
+        Some(h.finalize().into())
     }
 
     /// Takes the CRC-32 check away from this reader, returning the declared
@@ -893,19 +893,6 @@ impl<R: Read> EntryReader<'_, R> {
     /// the SHA-256.
     pub(crate) fn take_crc_check(&mut self) -> Option<u32> {
         self.crc.take().map(|_| self.declared_crc)
-    }
-
-    /// Moves the stored bytes read since the last call to the end of
-    /// `out` (none unless [`EntryReader::take_sha256_check`] took a check
-    /// of them).
-    pub(crate) fn take_stored(&mut self, out: &mut Vec<u8>) {
-        if let Some(t) = &mut self.body.raw().get_mut().tee {
-            if out.is_empty() {
-                std::mem::swap(out, t);
-            } else {
-                out.append(t);
-            }
-        }
     }
 
     /// Skips the CRC-32 check (the server never checks CRCs; `repair` needs this).
@@ -1015,11 +1002,14 @@ impl<R: Read> Read for EntryReader<'_, R> {
             return Ok(0);
         }
         // Never produce more than declared + 1 bytes: the +1 detects a lie
-        // without inflating a bomb.
-        let room = self
-            .declared_size
-            .saturating_sub(self.produced)
-            .saturating_add(1);
+        // without inflating a bomb. Up to the declared size first, then
+        // that one byte, so the bytes delivered before a size problem are
+        // the declared ones whatever the caller's buffer (a read crossing
+        // the declared size fails whole).
+        let room = match self.declared_size.saturating_sub(self.produced) {
+            0 => 1,
+            left => left,
+        };
         let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let res = match &mut self.body {
             Body::Stored(s) => s.read(&mut buf[..want]),
