@@ -431,9 +431,8 @@ const PIPELINE_FROM: u64 = 4 << 20;
 const CHUNK: usize = 256 * 1024;
 
 /// Checks a large NDJSON entry on two threads: this one reads, inflates and
-/// checks the size (the entry reader), and hashes the stored bytes; a
-/// second one computes the CRC-32 (and the SHA-256 of the uncompressed
-/// bytes), splits lines, checks each as JSON, and compares the digests. Chunks are recycled and at most a few are
+/// checks the size (the entry reader); a second one computes the CRC-32 and
+/// the SHA-256, splits lines, and checks each as JSON. Chunks are recycled and at most a few are
 /// in flight. Reports the same first problem as reading the rows in order:
 /// a line problem comes from bytes delivered before any failure of the
 /// reading side, and the reading side's failure otherwise.
@@ -447,22 +446,29 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
     let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
     let entry = name.to_string();
     let mut r = a.entry_reader(i)?;
-    // The checking thread computes the CRC-32 and a SHA-256 of the
-    // uncompressed bytes: inflating keeps this one busy. A SHA-256 of the
-    // stored bytes (a fraction of them) is computed here as they are read,
-    // and handed over with the last chunk.
+    // The checking thread computes the CRC-32 and the SHA-256 (of the
+    // uncompressed bytes, or of the stored bytes, which go with the chunks
+    // they inflate to; any that pile up in one read go ahead on their own,
+    // in order): inflating keeps this one busy.
+    let (tx, rx) = sync_channel::<Option<Chunk>>(4);
+    let forward = tx.clone();
+    let stored: crate::container::StoredSink<'_> = Box::new(move |bytes| {
+        // (A checker that stopped has dropped the receiver: nothing to do.)
+        let _ = forward.send(Some(Chunk {
+            stored: bytes.to_vec(),
+            ..Chunk::default()
+        }));
+    });
     let end = EndChecks {
         entry: entry.clone(),
         crc: r
             .take_crc_check()
             .map(|want| (crc32fast::Hasher::new(), want)),
-        digest: r.take_sha256_check().map(|(of, want)| match of {
-            DigestOf::Content => DigestCheck::Content(Sha256::new(), want),
-            DigestOf::Stored => DigestCheck::Stored { want, got: None },
-        }),
+        sha: r
+            .take_sha256_check(stored)
+            .map(|(of, want)| (of, Sha256::new(), want)),
     };
     std::thread::scope(|sc| {
-        let (tx, rx) = sync_channel::<Option<Chunk>>(4);
         let (back_tx, back_rx) = sync_channel::<Chunk>(8);
         let checker = std::thread::Builder::new()
             .name("lvbak-verify-lines".into())
@@ -486,7 +492,8 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
         loop {
             let mut chunk = back_rx.try_recv().unwrap_or_default();
             chunk.buf.resize(CHUNK, 0);
-            chunk.stored_digest = None;
+            // (A recycled chunk may have carried stored bytes.)
+            chunk.stored.clear();
             let mut n = 0;
             let mut failed = None;
             while n < CHUNK {
@@ -500,12 +507,11 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
                     }
                 }
             }
+            r.take_stored(&mut chunk.stored);
             chunk.len = n;
-            if failed.is_none() && n < CHUNK {
-                // The entry was read to its end (its own checks passed).
-                chunk.stored_digest = r.stored_sha256();
-            }
-            let something = n > 0 || chunk.stored_digest.is_some();
+            // Stored bytes read on the way to the end go too, even with
+            // no uncompressed byte left to send.
+            let something = n > 0 || !chunk.stored.is_empty();
             if something && tx.send(Some(chunk)).is_err() {
                 break; // the checker stopped at a problem
             }
@@ -518,6 +524,9 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
                 break; // end of the entry
             }
         }
+        // The reader's copy of the sender goes too: the checker sees the
+        // end when every sender is dropped.
+        r.stop_forwarding();
         drop(tx);
         let checked = checker.join().unwrap_or_else(|_| {
             Err(ArchiveError::Container(ContainerError::Io(
@@ -538,13 +547,14 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
 }
 
 /// What the reading side hands the checker: `len` uncompressed bytes at
-/// the start of `buf`; with the last chunk, the SHA-256 of the stored bytes
-/// when one is checked.
+/// the start of `buf`, and the stored bytes read since the last chunk when
+/// their digest is checked (or, sent by the entry reader when many pile up
+/// in one read, stored bytes alone).
 #[derive(Default)]
 struct Chunk {
     buf: Vec<u8>,
     len: usize,
-    stored_digest: Option<[u8; 32]>,
+    stored: Vec<u8>,
 }
 
 /// The checks an entry reader makes at the end of the entry, taken over by
@@ -552,19 +562,7 @@ struct Chunk {
 struct EndChecks {
     entry: String,
     crc: Option<(crc32fast::Hasher, u32)>,
-    digest: Option<DigestCheck>,
-}
-
-/// The SHA-256 check the checking thread makes.
-enum DigestCheck {
-    /// Of the uncompressed bytes, hashed as they arrive.
-    Content(Sha256, [u8; 32]),
-    /// Of the stored bytes, computed by the reading side (`None` until the
-    /// last chunk brings it; still missing at the end, it does not match).
-    Stored {
-        want: [u8; 32],
-        got: Option<[u8; 32]>,
-    },
+    sha: Option<(DigestOf, Sha256, [u8; 32])>,
 }
 
 impl EndChecks {
@@ -573,12 +571,10 @@ impl EndChecks {
         if let Some((h, _)) = &mut self.crc {
             h.update(content);
         }
-        match &mut self.digest {
-            Some(DigestCheck::Content(h, _)) => h.update(content),
-            Some(DigestCheck::Stored { got, .. }) if chunk.stored_digest.is_some() => {
-                *got = chunk.stored_digest;
-            }
-            _ => {}
+        match &mut self.sha {
+            Some((DigestOf::Content, h, _)) => h.update(content),
+            Some((DigestOf::Stored, h, _)) => h.update(&chunk.stored),
+            None => {}
         }
     }
 
@@ -594,16 +590,11 @@ impl EndChecks {
                 });
             }
         }
-        let (got, want): ([u8; 32], [u8; 32]) = match self.digest {
-            None => return Ok(()),
-            Some(DigestCheck::Content(h, want)) => (h.finalize().into(), want),
-            Some(DigestCheck::Stored { want, got }) => match got {
-                Some(got) => (got, want),
-                None => return Err(ContainerError::DigestMismatch { entry: self.entry }),
-            },
-        };
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-            return Err(ContainerError::DigestMismatch { entry: self.entry });
+        if let Some((_, h, want)) = self.sha {
+            let got: [u8; 32] = h.finalize().into();
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+                return Err(ContainerError::DigestMismatch { entry: self.entry });
+            }
         }
         Ok(())
     }

@@ -747,19 +747,43 @@ pub enum DigestOf {
 }
 
 /// An entry's stored bytes as they are read from the archive, hashed on
-/// the way when a digest of them is expected. (Hashed here, as they are
-/// read: a copy handed to another thread grows without bound when a
-/// deflate stream holds much input that produces no output.)
+/// the way when a digest of them is expected, or kept aside for a caller
+/// that hashes them elsewhere ([`EntryReader::take_sha256_check`]).
 struct Raw<'a, R: Read> {
     inner: Take<&'a mut R>,
     sha: Option<Sha256>,
+    tee: Option<Box<Tee<'a>>>,
 }
+
+/// Stored bytes kept aside: taken by the caller after each read
+/// ([`EntryReader::take_stored`]), or handed to `sink` whenever
+/// [`TEE_LIMIT`] of them pile up within one read (a deflate stream of much
+/// input and little output), so they never take more memory than that.
+struct Tee<'a> {
+    buf: Vec<u8>,
+    sink: StoredSink<'a>,
+}
+
+/// See [`Tee`].
+const TEE_LIMIT: usize = 256 * 1024;
+
+/// Where [`EntryReader::take_sha256_check`] sends an entry's stored bytes.
+pub(crate) type StoredSink<'a> = Box<dyn FnMut(&[u8]) + Send + 'a>;
 
 impl<R: Read> Read for Raw<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let (Some(h), Some(read)) = (&mut self.sha, buf.get(..n)) {
-            h.update(read);
+        if let Some(read) = buf.get(..n) {
+            if let Some(h) = &mut self.sha {
+                h.update(read);
+            }
+            if let Some(t) = &mut self.tee {
+                t.buf.extend_from_slice(read);
+                if t.buf.len() >= TEE_LIMIT {
+                    (t.sink)(&t.buf);
+                    t.buf.clear();
+                }
+            }
         }
         Ok(n)
     }
@@ -821,6 +845,7 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
             Raw {
                 inner: r.take(e.compressed_size),
                 sha: None,
+                tee: None,
             },
         );
         let body = match e.method {
@@ -847,7 +872,7 @@ impl<'a, R: Read + Seek> EntryReader<'a, R> {
     }
 }
 
-impl<R: Read> EntryReader<'_, R> {
+impl<'a, R: Read> EntryReader<'a, R> {
     /// Also checks the SHA-256 of the uncompressed bytes at the end
     /// (digests of field versions 1 and 2). Call it before the first read.
     pub fn expect_sha256(&mut self, digest: [u8; 32]) {
@@ -864,27 +889,46 @@ impl<R: Read> EntryReader<'_, R> {
     }
 
     /// Takes the SHA-256 check away from this reader, returning which
-    /// bytes it covers and the expected digest; the caller must compare at
-    /// the end. A digest of the uncompressed bytes is the caller's to
-    /// compute (deep verify does it on another thread); one of the stored
-    /// bytes is still computed here as they are read: take it with
-    /// [`EntryReader::stored_sha256`] once the entry is read to its end.
-    pub(crate) fn take_sha256_check(&mut self) -> Option<(DigestOf, [u8; 32])> {
+    /// bytes it covers and the expected digest: the caller hashes the bytes
+    /// itself (deep verify does it on another thread) and must compare at
+    /// the end. For a digest of the stored bytes, this reader keeps them
+    /// aside as it reads them: take them with [`EntryReader::take_stored`]
+    /// after each read; any that pile up within one read go to `stored`
+    /// first, in order (until [`EntryReader::stop_forwarding`]).
+    pub(crate) fn take_sha256_check(
+        &mut self,
+        stored: StoredSink<'a>,
+    ) -> Option<(DigestOf, [u8; 32])> {
         match self.sha.take()? {
             Expected::Content(_, want) => Some((DigestOf::Content, want)),
-            Expected::Stored(want) => Some((DigestOf::Stored, want)),
+            Expected::Stored(want) => {
+                let raw = self.body.raw().get_mut();
+                raw.sha = None;
+                raw.tee = Some(Box::new(Tee {
+                    buf: Vec::new(),
+                    sink: stored,
+                }));
+                Some((DigestOf::Stored, want))
+            }
         }
     }
 
-    /// The SHA-256 of the stored bytes read, once the entry is read to its
-    /// end, when [`EntryReader::take_sha256_check`] took a check of them
-    /// (`None` otherwise, or when taken already).
-    pub(crate) fn stored_sha256(&mut self) -> Option<[u8; 32]> {
-        if self.sha.is_some() {
-            return None; // still this reader's to check
+    /// Drops the sink [`EntryReader::take_sha256_check`] was given (and
+    /// whatever it holds, such as a channel's sender).
+    pub(crate) fn stop_forwarding(&mut self) {
+        self.body.raw().get_mut().tee = None;
+    }
+
+    /// Moves the stored bytes kept aside since the last call (see
+    /// [`EntryReader::take_sha256_check`]) to the end of `out`.
+    pub(crate) fn take_stored(&mut self, out: &mut Vec<u8>) {
+        if let Some(t) = &mut self.body.raw().get_mut().tee {
+            if out.is_empty() {
+                std::mem::swap(out, &mut t.buf);
+            } else {
+                out.append(&mut t.buf);
+            }
         }
-        let h = self.body.raw().get_mut().sha.take()?;
-        Some(h.finalize().into())
     }
 
     /// Takes the CRC-32 check away from this reader, returning the declared
