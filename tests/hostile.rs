@@ -576,20 +576,7 @@ fn case_twins_among_files_are_refused_unless_allowed() {
 #[test]
 fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
     use sha2::{Digest, Sha256};
-    let rows = |bad_at: Option<usize>| {
-        let mut t = String::new();
-        for i in 0..60_000 {
-            if Some(i) == bad_at {
-                t.push_str("{\"id\":\"m\",\"content\":\"unterminated}\n");
-            } else {
-                t.push_str(&format!(
-                    "{{\"id\":\"m{i}\",\"content\":\"{}\"}}\n",
-                    "word ".repeat(i % 40)
-                ));
-            }
-        }
-        t.into_bytes()
-    };
+    let rows = |bad_at: Option<usize>| message_rows(60_000, bad_at);
     let trailer = |table: &[u8], forge: bool| {
         let mut d: [u8; 32] = Sha256::digest(table).into();
         if forge {
@@ -709,16 +696,7 @@ fn pipelined_deep_verify_of_large_tables_reports_what_reading_the_rows_meets() {
     let tmp = tempfile::tempdir().unwrap();
     for (what, bytes, want) in cases {
         // The reference: the rows read in order, stopping at the first problem.
-        let mut a = open(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let mut rows = a.rows("messages").unwrap();
-        let reference = loop {
-            match rows.next_line() {
-                Ok(Some(_)) => {}
-                Ok(None) => break None,
-                Err(e) => break Some(lvbak::archive::Problem::from(&e)),
-            }
-        };
-        drop(rows);
+        let reference = first_row_problem(&bytes, "messages");
         match (&reference, want) {
             (None, None) => {}
             (Some(p), Some(w)) => assert!(p.code.contains(w), "{what}: {p:?}"),
