@@ -196,6 +196,10 @@ struct Interrupt {
     cancel: lvbak::engine::CancelToken,
     /// An export or import is running and can be asked to stop.
     cooperative: std::sync::atomic::AtomicBool,
+    /// An import is running: no press exits at once (its transaction and
+    /// staging folder are the engine's to roll back, its commit must not
+    /// be cut in half).
+    holding: std::sync::atomic::AtomicBool,
     /// Files to remove on an immediate exit. The handler holds the lock
     /// until the process ends, so a move into place done under the lock
     /// ([`Interrupt::settle`]) happens wholly before it or not at all.
@@ -207,6 +211,7 @@ fn interrupt() -> &'static Interrupt {
     INTERRUPT.get_or_init(|| Interrupt {
         cancel: lvbak::engine::CancelToken::new(),
         cooperative: std::sync::atomic::AtomicBool::new(false),
+        holding: std::sync::atomic::AtomicBool::new(false),
         temporary: std::sync::Mutex::new(Vec::new()),
     })
 }
@@ -216,9 +221,17 @@ impl Interrupt {
         use std::sync::atomic::Ordering;
         if self.cooperative.swap(false, Ordering::SeqCst) {
             self.cancel.cancel();
-            eprintln!(
-                "\nlvbak: stopping and removing what was written (Ctrl-C again to quit at once)"
-            );
+            if self.holding.load(Ordering::SeqCst) {
+                eprintln!("\nlvbak: stopping and rolling the import back");
+            } else {
+                eprintln!(
+                    "\nlvbak: stopping and removing what was written (Ctrl-C again to quit at once)"
+                );
+            }
+            return;
+        }
+        if self.holding.load(Ordering::SeqCst) {
+            eprintln!("\nlvbak: still stopping: the import is rolled back (or, if it is committing, completed) as a whole");
             return;
         }
         let paths = self.temporary.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,10 +250,22 @@ impl Interrupt {
         Cooperating(self)
     }
 
-    /// Removes `p` if the process is interrupted before it is forgotten.
-    fn remove_on_exit(&self, p: &Path) {
+    /// [`Interrupt::cooperate`] for an import: until the guard is dropped,
+    /// no press exits at once.
+    fn cooperate_holding(&self) -> Cooperating<'_> {
+        self.holding
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cooperate()
+    }
+
+    /// Creates `p` with `open` and registers it for removal, where Ctrl-C
+    /// cannot cut in between (an immediate exit either happens before the
+    /// file exists or removes it).
+    fn create<T>(&self, p: &Path, open: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
         let mut t = self.temporary.lock().unwrap_or_else(|e| e.into_inner());
+        let made = open()?;
         t.push(p.to_path_buf());
+        Ok(made)
     }
 
     /// Runs `f` (a move into place) where Ctrl-C cannot cut in, then
@@ -267,6 +292,9 @@ impl Drop for Cooperating<'_> {
     fn drop(&mut self) {
         self.0
             .cooperative
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .holding
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
@@ -686,19 +714,27 @@ fn write_atomically<T>(
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ));
     let tmp = dir.join(tmp_name);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
     // Only files this run created are ever removed on Ctrl-C.
     let ctrl_c = interrupt();
-    ctrl_c.remove_on_exit(&tmp);
+    let file = ctrl_c
+        .create(&tmp, || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+        })
+        .map_err(|e| Failure::Io(format!("cannot create {}: {e}", tmp.display())))?;
     let remove_tmp = |e: Failure| {
         ctrl_c.settle(&[&tmp], || std::fs::remove_file(&tmp).ok());
         e
     };
     let (w, t) = f(BufWriter::with_capacity(256 * 1024, file)).map_err(remove_tmp)?;
+    if ctrl_c.cancel.is_cancelled() {
+        // Ctrl-C asked the engine to stop after its last check.
+        return Err(remove_tmp(Failure::Interrupted(
+            "interrupted: stopped before finishing; nothing was written".into(),
+        )));
+    }
     let synced = w
         .into_inner()
         .map_err(|e| e.into_error())
@@ -710,11 +746,17 @@ fn write_atomically<T>(
         // (Never created over an existing file: only a ticket written
         // here is registered for removal.)
         write_secret_file(tpath, bytes).map_err(remove_tmp)?;
-        ctrl_c.remove_on_exit(tpath);
         settled.push(tpath);
     }
     let moved = ctrl_c.settle(&settled, || {
-        let r = std::fs::rename(&tmp, path);
+        // A ticket at the archive's own path would be replaced by it.
+        let r = match &ticket {
+            Some((tpath, _)) if same_file(tpath, path) => Err(std::io::Error::other(format!(
+                "it is the new ticket {}",
+                tpath.display()
+            ))),
+            _ => std::fs::rename(&tmp, path),
+        };
         if r.is_err() {
             if let Some((tpath, _)) = &ticket {
                 let _ = std::fs::remove_file(tpath);
@@ -979,8 +1021,12 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
     let plan = lvbak::engine::import(&mut a, &mut dst, &iopts, &mut |_| {}, &cancel)
         .map_err(engine_failure)?;
     iopts.dry_run = false;
-    let done = lvbak::engine::import(&mut a, &mut dst, &iopts, &mut |_| {}, &cancel)
+    // Ctrl-C stops the import (rolled back with its staging folder) rather
+    // than ending the process in the middle of it.
+    let ctrl_c = interrupt().cooperate_holding();
+    let done = lvbak::engine::import(&mut a, &mut dst, &iopts, &mut |_| {}, ctrl_c.token())
         .map_err(engine_failure)?;
+    drop(ctrl_c);
     let planned: u64 = plan.tables.iter().map(|t| t.inserted).sum();
     let inserted: u64 = done.tables.iter().map(|t| t.inserted).sum();
     let files_written: u64 = done.files.values().map(|c| c.written).sum();
@@ -1219,12 +1265,15 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let mut f = o
-        .open(path)
+    // Registered for removal on Ctrl-C as it is created; its caller
+    // forgets it once its archive is in place.
+    let ctrl_c = interrupt();
+    let mut f = ctrl_c
+        .create(path, || o.open(path))
         .map_err(|e| Failure::Io(format!("cannot create {}: {e}", path.display())))?;
     let written = f.write_all(bytes).and_then(|()| f.sync_all());
     if let Err(e) = written {
-        let _ = std::fs::remove_file(path);
+        ctrl_c.settle(&[path], || std::fs::remove_file(path).ok());
         return Err(Failure::Io(format!("cannot write {}: {e}", path.display())));
     }
     Ok(())
@@ -1478,7 +1527,7 @@ fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>
         spill_dir: spill_dir(o.db),
     };
     let pb = engine_bar(cli, "importing");
-    let ctrl_c = interrupt().cooperate();
+    let ctrl_c = interrupt().cooperate_holding();
     let cancel = ctrl_c.token();
     let report = lvbak::engine::import_owned(
         a,
@@ -1495,8 +1544,12 @@ fn finish_import<R: std::io::Read + std::io::Seek + Send, K: lvbak::store::Sink>
         cancel,
     )
     .map_err(engine_failure)?;
+    let late = ctrl_c.token().is_cancelled();
     drop(ctrl_c);
     pb.finish_and_clear();
+    if late {
+        eprintln!("lvbak: Ctrl-C came while the import was committing: it is complete");
+    }
     if o.json {
         let tables: serde_json::Map<String, serde_json::Value> = report
             .tables

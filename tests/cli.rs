@@ -476,3 +476,66 @@ fn ctrl_c_stops_an_export_or_import_and_leaves_nothing_behind() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A ticket given the archive's own path (spelled alike or not) is never
+/// replaced by the archive (found by a review: the export exited 0 and
+/// its secrets were lost).
+#[test]
+fn a_ticket_never_lands_on_its_own_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(lvbak(&["demo", "--dir", s(tmp.path())]).status.success());
+    let db = tmp.path().join("source/lumiverse.db");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let archive = out.join("a.lvbak");
+    let spelled_again = format!("{}/./a.lvbak", s(&out));
+    for ticket in [s(&archive), spelled_again.as_str()] {
+        let r = lvbak(&[
+            "export",
+            "--db",
+            s(&db),
+            "--user",
+            "demo-user",
+            "-o",
+            s(&archive),
+            "--secrets",
+            "--ticket-out",
+            ticket,
+        ]);
+        if r.status.success() {
+            // Then the ticket must open the archive's secrets.
+            let v = lvbak(&["verify", s(&archive), "--ticket", ticket]);
+            assert!(
+                v.status.success(),
+                "export exited 0 but its ticket is gone: {}",
+                String::from_utf8_lossy(&v.stderr)
+            );
+        } else {
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+        let _ = std::fs::remove_file(&archive);
+    }
+    // The same through repack --new-ticket.
+    let r = lvbak(&[
+        "repack",
+        s(&tmp.path().join("demo-user.lvbak")),
+        s(&archive),
+        "--ticket",
+        s(&tmp.path().join("demo-user.ticket.json")),
+        "--new-ticket",
+        &spelled_again,
+    ]);
+    if r.status.success() {
+        let v = lvbak(&["verify", s(&archive), "--ticket", s(&archive)]);
+        assert!(
+            v.status.success(),
+            "repack exited 0 but its new ticket is gone: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+}

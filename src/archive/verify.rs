@@ -469,6 +469,10 @@ fn deep_ndjson_pipelined<R: Read + Seek>(
             .map(|(of, want)| (of, Sha256::new(), want)),
     };
     std::thread::scope(|sc| {
+        // The reader (and the copy of the sender its sink holds) belongs
+        // to this closure: dropped however it ends, a panic included, so
+        // the checker always sees the end and the scope can finish.
+        let mut r = r;
         let (back_tx, back_rx) = sync_channel::<Chunk>(8);
         let checker = std::thread::Builder::new()
             .name("lvbak-verify-lines".into())

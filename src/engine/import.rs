@@ -412,6 +412,8 @@ fn import_with<R: Read + Seek + Send, K: Sink + ?Sized>(
         cancel,
         restore,
     )
+    // (The last chance to stop: a commit is never cut in half.)
+    .and_then(|()| cancel.check())
     .and_then(|()| sink.commit().map_err(store("committing")));
     match result {
         Ok(()) => Ok(report),
