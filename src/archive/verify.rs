@@ -432,10 +432,11 @@ const CHUNK: usize = 256 * 1024;
 
 /// Checks a large NDJSON entry on two threads: this one reads, inflates and
 /// checks the size (the entry reader); a second one computes the CRC-32 and
-/// the SHA-256, splits lines, and checks each as JSON. Chunks are recycled and at most a few are
-/// in flight. Reports the same first problem as reading the rows in order:
-/// a line problem comes from bytes delivered before any failure of the
-/// reading side, and the reading side's failure otherwise.
+/// the SHA-256, splits lines, and checks each as JSON. Chunks are recycled
+/// and at most a few are in flight. Reports the same first problem as
+/// reading the rows in order: a line problem comes from bytes delivered
+/// before any failure of the reading side, and the reading side's failure
+/// otherwise.
 fn deep_ndjson_pipelined<R: Read + Seek>(
     a: &mut Archive<R>,
     i: usize,
@@ -584,23 +585,8 @@ impl EndChecks {
 
     /// The first mismatch, as the entry reader reports it.
     fn finish(self) -> Result<(), ContainerError> {
-        if let Some((h, declared)) = self.crc {
-            let computed = h.finalize();
-            if computed != declared {
-                return Err(ContainerError::CrcMismatch {
-                    entry: self.entry,
-                    declared,
-                    computed,
-                });
-            }
-        }
-        if let Some((_, h, want)) = self.sha {
-            let got: [u8; 32] = h.finalize().into();
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-                return Err(ContainerError::DigestMismatch { entry: self.entry });
-            }
-        }
-        Ok(())
+        let sha = self.sha.map(|(_, h, want)| (h, want));
+        crate::container::end_checks(&self.entry, self.crc, sha)
     }
 }
 

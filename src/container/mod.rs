@@ -14,7 +14,9 @@ pub use read::{
     check_descriptor, check_local, seek_to_data, CentralDirectory, CentralEntry, DigestOf,
     EntryReader, LocalInfo,
 };
-pub(crate) use read::{directory_problems, read_directory, DirectoryEntry, Fields, StoredSink};
+pub(crate) use read::{
+    directory_problems, end_checks, read_directory, DirectoryEntry, Fields, StoredSink,
+};
 
 use std::io;
 

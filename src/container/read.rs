@@ -789,6 +789,36 @@ impl<R: Read> Read for Raw<'_, R> {
     }
 }
 
+/// The checks made once an entry is read to its end, in the order every
+/// reader makes them (the entry reader, and deep verify's checking thread):
+/// the CRC-32 against the declared one, then the SHA-256 against the
+/// recorded digest.
+pub(crate) fn end_checks(
+    entry: &str,
+    crc: Option<(crc32fast::Hasher, u32)>,
+    sha: Option<(Sha256, [u8; 32])>,
+) -> Result<(), ContainerError> {
+    if let Some((h, declared)) = crc {
+        let computed = h.finalize();
+        if computed != declared {
+            return Err(ContainerError::CrcMismatch {
+                entry: entry.to_owned(),
+                declared,
+                computed,
+            });
+        }
+    }
+    if let Some((h, want)) = sha {
+        let got: [u8; 32] = h.finalize().into();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
+            return Err(ContainerError::DigestMismatch {
+                entry: entry.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 enum Body<'a, R: Read> {
     Stored(BufReader<Raw<'a, R>>),
     Deflated(Box<flate2::bufread::DeflateDecoder<BufReader<Raw<'a, R>>>>),
@@ -1008,18 +1038,8 @@ impl<'a, R: Read> EntryReader<'a, R> {
             }
             .into_io());
         }
-        if let Some(h) = self.crc.take() {
-            let computed = h.finalize();
-            if computed != self.declared_crc {
-                return Err(ContainerError::CrcMismatch {
-                    entry: self.name.clone(),
-                    declared: self.declared_crc,
-                    computed,
-                }
-                .into_io());
-            }
-        }
-        let checked = match self.sha.take() {
+        let crc = self.crc.take().map(|h| (h, self.declared_crc));
+        let sha = match self.sha.take() {
             None => None,
             Some(Expected::Content(h, want)) => Some((h, want)),
             Some(Expected::Stored(want)) => {
@@ -1027,16 +1047,7 @@ impl<'a, R: Read> EntryReader<'a, R> {
                 Some((h.unwrap_or_default(), want))
             }
         };
-        if let Some((h, want)) = checked {
-            let got: [u8; 32] = h.finalize().into();
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..])) {
-                return Err(ContainerError::DigestMismatch {
-                    entry: self.name.clone(),
-                }
-                .into_io());
-            }
-        }
-        Ok(())
+        end_checks(&self.name, crc, sha).map_err(ContainerError::into_io)
     }
 }
 
