@@ -731,8 +731,8 @@ fn write_atomically<T>(
     let (w, t) = f(BufWriter::with_capacity(256 * 1024, file)).map_err(remove_tmp)?;
     if ctrl_c.cancel.is_cancelled() {
         // Ctrl-C asked the engine to stop after its last check.
-        return Err(remove_tmp(Failure::Interrupted(
-            "interrupted: stopped before finishing; nothing was written".into(),
+        return Err(remove_tmp(engine_failure(
+            lvbak::engine::EngineError::Cancelled,
         )));
     }
     let synced = w
