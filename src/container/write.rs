@@ -182,7 +182,7 @@ pub fn deflate_segment(level: u32, data: &[u8], last: bool) -> Vec<u8> {
 struct Job {
     seq: u64,
     level: u32,
-    data: Arc<Vec<u8>>,
+    data: Vec<u8>,
     last: bool,
 }
 
@@ -482,7 +482,6 @@ impl<W: Write> ZipWriter<W> {
         if !inline && self.pool.is_none() {
             self.pool = Some(Pool::new(self.threads));
         }
-        let data = Arc::new(data);
         if inline {
             let out = deflate_segment(level, &data, last);
             self.segments.ready.insert(seq, out);
