@@ -654,13 +654,7 @@ impl<R: Read + Seek> Archive<R> {
         digest: Option<[u8; 32]>,
     ) -> Result<EntryReader<'_, R>, ArchiveError> {
         let covers = self.digests_cover();
-        let mut r = EntryReader::new(&mut self.reader, central)?;
-        match (digest, covers) {
-            (Some(d), DigestOf::Stored) => r.expect_stored_sha256(d),
-            (Some(d), DigestOf::Content) => r.expect_sha256(d),
-            (None, _) => {}
-        }
-        Ok(r)
+        checked_reader(&mut self.reader, central, digest, covers)
     }
 
     /// A checked reader over an entry set aside by
@@ -883,6 +877,23 @@ pub(crate) fn next_checked_line<B: std::io::BufRead>(
             }
         }
     }
+}
+
+/// A reader over the entry `central` describes, in `r`, checking `digest`
+/// (of the bytes `covers` says) too when there is one.
+pub(crate) fn checked_reader<'r, R: Read + Seek>(
+    r: &'r mut R,
+    central: &CentralEntry,
+    digest: Option<[u8; 32]>,
+    covers: DigestOf,
+) -> Result<EntryReader<'r, R>, ArchiveError> {
+    let mut er = EntryReader::new(r, central)?;
+    match (digest, covers) {
+        (Some(d), DigestOf::Stored) => er.expect_stored_sha256(d),
+        (Some(d), DigestOf::Content) => er.expect_sha256(d),
+        (None, _) => {}
+    }
+    Ok(er)
 }
 
 impl<R: Read> Iterator for Rows<'_, R> {

@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use super::reader::{next_checked_line, read_indexed};
+use super::reader::{checked_reader, next_checked_line, read_indexed};
 use super::{Archive, ArchiveError};
 use crate::container::{check_descriptor, check_local, ContainerError, DigestOf, LocalInfo};
 use crate::entry_name::EntryName;
@@ -89,12 +89,14 @@ pub fn verify_with_progress<R: Read + Seek>(
     };
     report.problems.extend(digest_coverage(&archive));
     let total = archive.entries().len() as u64;
+    let ctx = DeepCtx::of(&archive);
     let mut scratch = vec![0u8; SCRATCH];
     for i in 0..archive.entries().len() {
         let Some(e) = archive.entry(i).map(|e| e.to_entry()) else {
             break;
         };
-        let (n, found) = check_entry(&mut archive, i, &e, &mut scratch);
+        let digest = archive.digest_of(i);
+        let (n, found) = check_entry(archive.reader_mut(), &ctx, &e, digest, &mut scratch);
         report.bytes_checked += n;
         report.problems.extend(found);
         progress(i as u64 + 1, total, report.bytes_checked);
@@ -180,6 +182,7 @@ pub fn verify_path(
         return report;
     };
     let archive = &archive;
+    let ctx = DeepCtx::of(archive);
     report.problems.extend(digest_coverage(archive));
     // Largest entries first; each thread takes the next one when it is
     // free, so the one holding the largest entry is not also handed a
@@ -200,7 +203,7 @@ pub fn verify_path(
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (done, bytes, next, order) = (&done, &bytes, &next, &order);
+                let (done, bytes, next, order, ctx) = (&done, &bytes, &next, &order, &ctx);
                 let running = running_tx.clone();
                 sc.spawn(move || {
                     // Dropped when this thread ends, however it ends.
@@ -217,7 +220,8 @@ pub fn verify_path(
                             done.fetch_add(1, Ordering::Relaxed);
                             continue;
                         };
-                        let (n, found) = check_entry(&mut a, i, &e, &mut scratch);
+                        let digest = a.digest_of(i);
+                        let (n, found) = check_entry(a.reader_mut(), ctx, &e, digest, &mut scratch);
                         bytes.fetch_add(n, Ordering::Relaxed);
                         out.extend(found.into_iter().map(|p| (i, p)));
                         done.fetch_add(1, Ordering::Relaxed);
@@ -338,16 +342,43 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
     out
 }
 
-/// The deep checks of entry `i` (`e`) and of its data descriptor: the
-/// bytes checked (0 when the entry fails) and the problems found, in order.
-fn check_entry<R: Read + Seek>(
-    a: &mut Archive<R>,
-    i: usize,
+/// What the deep checks of one entry need besides the entry: the
+/// archive's limits and line cap, and which bytes its digests cover.
+#[derive(Clone, Copy)]
+pub(crate) struct DeepCtx {
+    line_cap: u64,
+    max_json_depth: u32,
+    secrets_index_cap: u64,
+    covers: DigestOf,
+}
+
+impl DeepCtx {
+    fn of<R>(a: &Archive<R>) -> DeepCtx {
+        DeepCtx::new(a.limits(), a.line_cap(), a.digests_cover())
+    }
+
+    pub(crate) fn new(limits: &Limits, line_cap: u64, covers: DigestOf) -> DeepCtx {
+        DeepCtx {
+            line_cap,
+            max_json_depth: limits.max_json_depth,
+            secrets_index_cap: limits.max_secrets_index_bytes,
+            covers,
+        }
+    }
+}
+
+/// The deep checks of entry `e` (whose recorded digest is `digest`) and of
+/// its data descriptor, reading from `r`: the bytes checked (0 when the
+/// entry fails) and the problems found, in order.
+pub(crate) fn check_entry<R: Read + Seek>(
+    r: &mut R,
+    ctx: &DeepCtx,
     e: &super::Entry,
+    digest: Option<[u8; 32]>,
     scratch: &mut [u8],
 ) -> (u64, Vec<Problem>) {
     let mut found = Vec::new();
-    let (n, local) = match deep_entry(a, i, &e.name, scratch) {
+    let (n, local) = match deep_entry(r, ctx, e, digest, scratch) {
         Ok(checked) => checked,
         Err(err) => {
             found.push((&err).into());
@@ -355,18 +386,17 @@ fn check_entry<R: Read + Seek>(
         }
     };
     // Descriptor agreement (the server never looks; a lie is reported).
-    found.extend(descriptor_problem(a, e, local));
+    found.extend(descriptor_problem(r, e, local));
     (n, found)
 }
 
 /// The problem, if any, with entry `e`'s data descriptor; `local` is where
 /// its data lies when the deep check already read its local header.
 fn descriptor_problem<R: Read + Seek>(
-    a: &mut Archive<R>,
+    r: &mut R,
     e: &super::Entry,
     local: Option<LocalInfo>,
 ) -> Option<Problem> {
-    let r = a.reader_mut();
     let local = match local {
         Some(l) => Ok(l),
         None => check_local(r, &e.central),
@@ -379,41 +409,55 @@ fn descriptor_problem<R: Read + Seek>(
     }
 }
 
-/// Checks entry `i` ([`Depth::Deep`]); returns the bytes checked and, for
+/// Checks entry `e` ([`Depth::Deep`]); returns the bytes checked and, for
 /// an entry read as plain bytes, where its local header puts its data
 /// (so the descriptor check need not read the header again). `scratch`
 /// is a read buffer reused from entry to entry.
 fn deep_entry<R: Read + Seek>(
-    a: &mut Archive<R>,
-    i: usize,
-    name: &EntryName,
+    r: &mut R,
+    ctx: &DeepCtx,
+    e: &super::Entry,
+    digest: Option<[u8; 32]>,
     scratch: &mut [u8],
 ) -> Result<(u64, Option<LocalInfo>), ArchiveError> {
-    let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
+    let name = &e.name;
+    let size = e.central.uncompressed_size;
     if name.is_ndjson() && size > PIPELINE_FROM {
-        return deep_ndjson_pipelined(a, i, name).map(|n| (n, None));
+        return deep_ndjson_pipelined(r, ctx, e, digest).map(|n| (n, None));
     }
+    let mut er = checked_reader(r, &e.central, digest, ctx.covers)?;
     if name.is_ndjson() {
-        let mut rows = a.ndjson(name.clone())?;
-        while rows.next_line()?.is_some() {}
-        drop(rows);
+        let entry = name.to_string();
+        let mut lines = LineReader::new(
+            std::io::BufReader::with_capacity(64 * 1024, er),
+            ctx.line_cap,
+        );
+        while next_checked_line(&mut lines, &entry, ctx.max_json_depth)?.is_some() {}
         return Ok((size, None));
     }
     if *name == EntryName::SecretsIndex {
-        let cap = a.limits().max_secrets_index_bytes;
-        if let Some(bytes) = a.read_small(name, cap)? {
-            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                return Err(ArchiveError::Json {
-                    entry: name.to_string(),
-                    message: format!("not valid JSON: {e}"),
-                });
-            }
+        let cap = ctx.secrets_index_cap;
+        if size > cap {
+            return Err(ArchiveError::EntryTooLarge {
+                entry: name.to_string(),
+                size,
+                limit: cap,
+                hint: "the cap for this entry",
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        er.read_to_end(&mut bytes)
+            .map_err(ContainerError::from_io)?;
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            return Err(ArchiveError::Json {
+                entry: name.to_string(),
+                message: format!("not valid JSON: {e}"),
+            });
         }
         return Ok((size, None));
     }
-    let mut r = a.entry_reader(i)?;
-    let local = r.local_info();
-    Ok((r.drain_with(scratch)?, Some(local)))
+    let local = er.local_info();
+    Ok((er.drain_with(scratch)?, Some(local)))
 }
 
 /// Bytes of each checking thread's read buffer for plain entries.
@@ -438,15 +482,16 @@ const CHUNK: usize = 256 * 1024;
 /// before any failure of the reading side, and the reading side's failure
 /// otherwise.
 fn deep_ndjson_pipelined<R: Read + Seek>(
-    a: &mut Archive<R>,
-    i: usize,
-    name: &EntryName,
+    reader: &mut R,
+    ctx: &DeepCtx,
+    e: &super::Entry,
+    digest: Option<[u8; 32]>,
 ) -> Result<u64, ArchiveError> {
-    let cap = a.line_cap();
-    let depth = a.limits().max_json_depth;
-    let size = a.entry(i).map_or(0, |e| e.uncompressed_size());
-    let entry = name.to_string();
-    let mut r = a.entry_reader(i)?;
+    let cap = ctx.line_cap;
+    let depth = ctx.max_json_depth;
+    let size = e.central.uncompressed_size;
+    let entry = e.name.to_string();
+    let mut r = checked_reader(reader, &e.central, digest, ctx.covers)?;
     // The checking thread computes the CRC-32 and the SHA-256 (of the
     // uncompressed bytes, or of the stored bytes, which go with the chunks
     // they inflate to; any that pile up in one read go ahead on their own,

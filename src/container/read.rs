@@ -244,14 +244,28 @@ impl CentralDirectory {
     }
 }
 
-/// [`CentralDirectory::read`], handing each record's fields and name to
-/// `make` as soon as they are parsed and keeping what it returns (each
-/// entry's space end is set at the end).
-pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
+/// Where an archive's central directory lies, as its end records say,
+/// checked against the file's length and the limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Located {
+    /// The archive's length.
+    pub(crate) file_len: u64,
+    /// Offset of the central directory.
+    pub(crate) cd_offset: u64,
+    /// Size of the central directory.
+    pub(crate) cd_size: u64,
+    /// Records the end records declare.
+    pub(crate) entries: u64,
+    /// Whether the ZIP64 end records are used.
+    pub(crate) zip64: bool,
+}
+
+/// Locates the end records the way the server does (FORMAT.md §1.4) and
+/// checks what they declare against the file and `limits`.
+pub(crate) fn locate_directory<R: Read + Seek>(
     r: &mut R,
     limits: &Limits,
-    mut make: impl FnMut(Fields, &str) -> E,
-) -> Result<CentralDirectory<E>, ContainerError> {
+) -> Result<Located, ContainerError> {
     let file_len = r.seek(SeekFrom::End(0))?;
     if file_len > limits.max_archive_bytes {
         return Err(ContainerError::ArchiveTooLarge {
@@ -377,40 +391,79 @@ pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
         });
     }
 
-    r.seek(SeekFrom::Start(cd_offset))?;
-    let mut cd = BufReader::with_capacity(256 * 1024, r.by_ref().take(cd_size));
-    // Sized once (the count is bounded by the directory's size and the
-    // limits above; a count that lies costs address space, not memory).
-    let mut out: Vec<E> = Vec::with_capacity(entries.min(1 << 20) as usize);
-    let mut fixed = [0u8; CENTRAL_LEN];
-    let mut var = Vec::new();
-    let mut consumed = 0u64;
-    for index in 0..entries as usize {
-        let ctx = || format!("central directory header #{index}");
-        if let Err(e) = cd.read_exact(&mut fixed) {
+    Ok(Located {
+        file_len,
+        cd_offset,
+        cd_size,
+        entries,
+        zip64,
+    })
+}
+
+/// The records of a located central directory, one at a time, in order,
+/// read through a buffer (nothing of a record is kept once the next one
+/// is read).
+pub(crate) struct Records<'r, R> {
+    cd: BufReader<Take<&'r mut R>>,
+    at: Located,
+    index: u64,
+    consumed: u64,
+    var: Vec<u8>,
+}
+
+impl<'r, R: Read + Seek> Records<'r, R> {
+    /// The records of the directory `at` locates in `r`.
+    pub(crate) fn new(r: &'r mut R, at: Located) -> Result<Records<'r, R>, ContainerError> {
+        r.seek(SeekFrom::Start(at.cd_offset))?;
+        Ok(Records {
+            cd: BufReader::with_capacity(256 * 1024, r.take(at.cd_size)),
+            at,
+            index: 0,
+            consumed: 0,
+            var: Vec::new(),
+        })
+    }
+}
+
+impl<R: Read> Records<'_, R> {
+    fn mismatch(&self) -> ContainerError {
+        ContainerError::CentralDirectoryMismatch {
+            declared: self.at.entries,
+            size: self.at.cd_size,
+        }
+    }
+
+    /// The next record's fields and name; `None` after the last, once the
+    /// records are found to fill the directory exactly.
+    pub(crate) fn next_record(&mut self) -> Result<Option<(Fields, &str)>, ContainerError> {
+        if self.index >= self.at.entries {
+            if self.consumed != self.at.cd_size {
+                return Err(self.mismatch());
+            }
+            return Ok(None);
+        }
+        let index = usize::try_from(self.index).map_err(|_| self.mismatch())?;
+        let mut fixed = [0u8; CENTRAL_LEN];
+        if let Err(e) = self.cd.read_exact(&mut fixed) {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                ContainerError::CentralDirectoryMismatch {
-                    declared: entries,
-                    size: cd_size,
-                }
+                self.mismatch()
             } else {
                 e.into()
             });
         }
         let h = parse_central_fixed(&fixed).map_err(|source| ContainerError::Record {
-            context: ctx(),
+            context: format!("central directory header #{index}"),
             source,
         })?;
-        var.resize(h.total_len() - CENTRAL_LEN, 0);
-        cd.read_exact(&mut var)
-            .map_err(|_| ContainerError::CentralDirectoryMismatch {
-                declared: entries,
-                size: cd_size,
-            })?;
-        consumed += h.total_len() as u64;
+        self.var.resize(h.total_len() - CENTRAL_LEN, 0);
+        if self.cd.read_exact(&mut self.var).is_err() {
+            return Err(self.mismatch());
+        }
+        self.consumed += h.total_len() as u64;
+        self.index += 1;
         let nl = usize::from(h.name_len);
-        let name_bytes = &var[..nl];
-        let extra = &var[nl..nl + usize::from(h.extra_len)];
+        let name_bytes = &self.var[..nl];
+        let extra = &self.var[nl..nl + usize::from(h.extra_len)];
         let name = match std::str::from_utf8(name_bytes) {
             Ok(s) => s,
             Err(_) => {
@@ -438,31 +491,48 @@ pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
         } else {
             Zip64Values::default()
         };
-        out.push(make(
-            Fields {
-                index,
-                version_made_by: h.version_made_by,
-                version_needed: h.version_needed,
-                flags: h.flags,
-                method: h.method,
-                time: h.time,
-                date: h.date,
-                crc32: h.crc32,
-                compressed_size: z.compressed.unwrap_or(u64::from(h.compressed_size)),
-                uncompressed_size: z.uncompressed.unwrap_or(u64::from(h.uncompressed_size)),
-                local_offset: z.offset.unwrap_or(u64::from(h.local_offset)),
-                external_attr: h.external_attr,
-                zip64: z != Zip64Values::default(),
-                name_len: h.name_len,
-            },
-            name,
-        ));
+        let fields = Fields {
+            index,
+            version_made_by: h.version_made_by,
+            version_needed: h.version_needed,
+            flags: h.flags,
+            method: h.method,
+            time: h.time,
+            date: h.date,
+            crc32: h.crc32,
+            compressed_size: z.compressed.unwrap_or(u64::from(h.compressed_size)),
+            uncompressed_size: z.uncompressed.unwrap_or(u64::from(h.uncompressed_size)),
+            local_offset: z.offset.unwrap_or(u64::from(h.local_offset)),
+            external_attr: h.external_attr,
+            zip64: z != Zip64Values::default(),
+            name_len: h.name_len,
+        };
+        Ok(Some((fields, name)))
     }
-    if consumed != cd_size {
-        return Err(ContainerError::CentralDirectoryMismatch {
-            declared: entries,
-            size: cd_size,
-        });
+}
+
+/// [`CentralDirectory::read`], handing each record's fields and name to
+/// `make` as soon as they are parsed and keeping what it returns (each
+/// entry's space end is set at the end).
+pub(crate) fn read_directory<E: DirectoryEntry, R: Read + Seek>(
+    r: &mut R,
+    limits: &Limits,
+    mut make: impl FnMut(Fields, &str) -> E,
+) -> Result<CentralDirectory<E>, ContainerError> {
+    let at = locate_directory(r, limits)?;
+    let Located {
+        file_len,
+        cd_offset,
+        cd_size,
+        entries,
+        zip64,
+    } = at;
+    // Sized once (the count is bounded by the directory's size and the
+    // limits above; a count that lies costs address space, not memory).
+    let mut out: Vec<E> = Vec::with_capacity(entries.min(1 << 20) as usize);
+    let mut records = Records::new(r, at)?;
+    while let Some((fields, name)) = records.next_record()? {
+        out.push(make(fields, name));
     }
     // Each entry's space ends where the next local header (by offset)
     // begins; the last one's, where the directory begins. Writers list
