@@ -205,78 +205,9 @@ fn index_parsed(
             text += 1;
         }
     }
-    // Duplicates: names grouped by hash, compared within a group; the
-    // first stays. No copy of any name is made.
     let hasher = std::collections::hash_map::RandomState::new();
-    let mut hashed: Vec<(u64, usize)> = Vec::with_capacity(records);
-    hashed.extend(
-        (0..records)
-            .filter(|&i| keep[i])
-            .map(|i| (entries.hash_of(&hasher, i), i)),
-    );
-    hashed.sort_unstable();
-    for group in hashed.chunk_by(|a, b| a.0 == b.0) {
-        for (k, &(_, b)) in group.iter().enumerate() {
-            if group[..k]
-                .iter()
-                .any(|&(_, a)| keep[a] && entries.same_name(a, b))
-            {
-                keep[b] = false;
-                let e = entries.get(b);
-                located.push((
-                    e.map_or(b, |e| e.position()),
-                    ArchiveError::DuplicateName {
-                        entry: e.map(|e| e.path().into_owned()).unwrap_or_default(),
-                    },
-                ));
-            }
-        }
-    }
-    // Case twins among files: names equal but for ASCII case, each reported
-    // against the latest one before it; grouped by a hash of the folded
-    // name, then compared in place.
-    if !limits.allow_case_twins {
-        let fold_eq = |x: usize, y: usize| match (entries.file_part(x), entries.file_part(y)) {
-            (Some((bx, nx)), Some((by, ny))) => bx == by && nx.eq_ignore_ascii_case(&ny),
-            _ => false,
-        };
-        let mut files: Vec<(u64, usize)> = (0..records)
-            .filter(|&i| keep[i])
-            .filter_map(|i| {
-                let (b, n) = entries.file_part(i)?;
-                let mut h = std::hash::BuildHasher::build_hasher(&hasher);
-                std::hash::Hash::hash(&b, &mut h);
-                // Folded 64 bytes at a time (one `write` a byte cost more
-                // than all the rest of opening a large archive's directory).
-                let mut buf = [0u8; 64];
-                for chunk in n.as_bytes().chunks(64) {
-                    let folded = buf.get_mut(..chunk.len()).unwrap_or_default();
-                    folded.copy_from_slice(chunk);
-                    folded.make_ascii_lowercase();
-                    std::hash::Hasher::write(&mut h, folded);
-                }
-                Some((std::hash::Hasher::finish(&h), i))
-            })
-            .collect();
-        files.sort_unstable();
-        for group in files.chunk_by(|a, b| a.0 == b.0) {
-            for (k, &(_, b)) in group.iter().enumerate() {
-                if let Some(&(_, a)) = group[..k].iter().rev().find(|&&(_, a)| fold_eq(a, b)) {
-                    let (ea, eb) = (entries.get(a), entries.get(b));
-                    let path = |e: Option<EntryRef<'_>>| {
-                        e.map(|e| e.path().into_owned()).unwrap_or_default()
-                    };
-                    located.push((
-                        eb.map_or(b, |e| e.position()),
-                        ArchiveError::CaseTwin {
-                            entry: path(eb),
-                            other: path(ea),
-                        },
-                    ));
-                }
-            }
-        }
-    }
+    let (found, mut hashed) = duplicates(&entries, &mut keep, &hasher, limits.allow_case_twins);
+    located.extend(found);
     // The lookup by name: the sorted hashes of the entries kept, with the
     // positions they have once duplicates are gone (still sorted: new
     // positions keep the order of the old).
@@ -324,6 +255,102 @@ fn index_parsed(
         },
         problems,
     )
+}
+
+/// Problems with the position in the directory of the entry each is about.
+pub(crate) type Located = Vec<(usize, ArchiveError)>;
+
+/// Duplicates and case twins among the entries of `entries` that `keep`
+/// says are kept: each later duplicate is no longer kept. Returns the
+/// problems with their positions in the directory, and the (hash, index)
+/// of every entry kept or not before the call, sorted by hash. Names are
+/// grouped by hash and compared within a group: no name is copied.
+pub(crate) fn duplicates(
+    entries: &Table,
+    keep: &mut [bool],
+    hasher: &std::collections::hash_map::RandomState,
+    allow_case_twins: bool,
+) -> (Located, Vec<(u64, usize)>) {
+    let records = entries.len();
+    let mut found = Vec::new();
+    // Duplicates: names grouped by hash, compared within a group; the
+    // first stays. No copy of any name is made.
+    let mut hashed: Vec<(u64, usize)> = Vec::with_capacity(records);
+    hashed.extend(
+        (0..records)
+            .filter(|&i| keep[i])
+            .map(|i| (entries.hash_of(hasher, i), i)),
+    );
+    hashed.sort_unstable();
+    for group in hashed.chunk_by(|a, b| a.0 == b.0) {
+        for (k, &(_, b)) in group.iter().enumerate() {
+            if group[..k]
+                .iter()
+                .any(|&(_, a)| keep[a] && entries.same_name(a, b))
+            {
+                keep[b] = false;
+                let e = entries.get(b);
+                found.push((
+                    e.map_or(b, |e| e.position()),
+                    ArchiveError::DuplicateName {
+                        entry: e.map(|e| e.path().into_owned()).unwrap_or_default(),
+                    },
+                ));
+            }
+        }
+    }
+    // Case twins among files: names equal but for ASCII case, each reported
+    // against the latest one before it; grouped by a hash of the folded
+    // name, then compared in place.
+    if !allow_case_twins {
+        let fold_eq = |x: usize, y: usize| match (entries.file_part(x), entries.file_part(y)) {
+            (Some((bx, nx)), Some((by, ny))) => bx == by && nx.eq_ignore_ascii_case(&ny),
+            _ => false,
+        };
+        let mut files: Vec<(u64, usize)> = (0..records)
+            .filter(|&i| keep[i])
+            .filter_map(|i| {
+                let (b, n) = entries.file_part(i)?;
+                Some((folded_hash(hasher, b, &n), i))
+            })
+            .collect();
+        files.sort_unstable();
+        for group in files.chunk_by(|a, b| a.0 == b.0) {
+            for (k, &(_, b)) in group.iter().enumerate() {
+                if let Some(&(_, a)) = group[..k].iter().rev().find(|&&(_, a)| fold_eq(a, b)) {
+                    let (ea, eb) = (entries.get(a), entries.get(b));
+                    let path = |e: Option<EntryRef<'_>>| {
+                        e.map(|e| e.path().into_owned()).unwrap_or_default()
+                    };
+                    found.push((
+                        eb.map_or(b, |e| e.position()),
+                        ArchiveError::CaseTwin {
+                            entry: path(eb),
+                            other: path(ea),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    (found, hashed)
+}
+
+/// The hash a file's case-folded name is grouped under, for the case-twin
+/// check: its bucket, then its name folded 64 bytes at a time (one `write`
+/// a byte cost more than all the rest of opening a large archive's
+/// directory).
+pub(crate) fn folded_hash(hasher: &impl std::hash::BuildHasher, bucket: Bucket, name: &str) -> u64 {
+    let mut h = hasher.build_hasher();
+    std::hash::Hash::hash(&bucket, &mut h);
+    let mut buf = [0u8; 64];
+    for chunk in name.as_bytes().chunks(64) {
+        let folded = buf.get_mut(..chunk.len()).unwrap_or_default();
+        folded.copy_from_slice(chunk);
+        folded.make_ascii_lowercase();
+        std::hash::Hasher::write(&mut h, folded);
+    }
+    std::hash::Hasher::finish(&h)
 }
 
 impl<R: Read + Seek> Archive<R> {
