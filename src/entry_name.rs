@@ -234,6 +234,15 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// The variable part (table or file name) of `raw`, the name this
+    /// shape was found in, with `/` for `\`.
+    pub(crate) fn part<'a>(&self, raw: &'a str) -> std::borrow::Cow<'a, str> {
+        slashed(
+            raw.get(usize::from(self.start)..usize::from(self.end))
+                .unwrap_or_default(),
+        )
+    }
+
     /// The [`EntryName`] of `raw`, the name this shape was found in.
     pub(crate) fn name(&self, raw: &str) -> EntryName {
         let inner = || {

@@ -71,6 +71,25 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
             lvbak::Limits::default(),
             lvbak::archive::Depth::Deep,
         );
+        // The reader that holds the directory reports the same.
+        for depth in [lvbak::archive::Depth::Fast, lvbak::archive::Depth::Deep] {
+            let streamed = lvbak::archive::verify(
+                std::io::Cursor::new(&case.archive[..]),
+                lvbak::Limits::default(),
+                depth,
+            );
+            let held = lvbak::archive::verify_holding_directory(
+                std::io::Cursor::new(&case.archive[..]),
+                lvbak::Limits::default(),
+                depth,
+            );
+            if streamed != held {
+                failures.push(format!(
+                    "{}: {depth:?} verify streamed {:?}, held {:?}",
+                    case.name, streamed.problems, held.problems
+                ));
+            }
+        }
         let read = corpus::read_path(&case.archive, None);
         match (&read, report.is_ok()) {
             (Ok(()), _) => {}

@@ -3,7 +3,7 @@
 
 use std::io::{Cursor, Read};
 
-use lvbak::archive::{verify, Depth};
+use lvbak::archive::{verify_holding_directory, Depth, Report};
 use lvbak::container::write::{EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR};
 use lvbak::container::{CentralDirectory, ContainerError};
 use lvbak::entry_name::NameRule;
@@ -29,6 +29,17 @@ fn good(digests: bool) -> Vec<u8> {
     w.add_file(Bucket::Avatars, "b.png", &b"BBBBBBBB"[..])
         .unwrap();
     w.finish().unwrap().0
+}
+
+/// lvbak's verify, checked against the reader that holds the whole
+/// directory: each report a test here looks at is also a differential
+/// test of the streamed checks.
+fn verify<B: AsRef<[u8]>>(r: Cursor<B>, limits: Limits, depth: Depth) -> Report {
+    let b = r.get_ref().as_ref();
+    let streamed = lvbak::archive::verify(Cursor::new(b), limits.clone(), depth);
+    let held = verify_holding_directory(Cursor::new(b), limits, depth);
+    assert_eq!(streamed, held, "the streamed and the held verify disagree");
+    streamed
 }
 
 fn open(b: &[u8]) -> Result<Archive<Cursor<&[u8]>>, ArchiveError> {

@@ -2,6 +2,7 @@
 //! manifest and trailer, NDJSON rows, files, digests and verification.
 
 mod reader;
+mod scan;
 mod table;
 mod verify;
 mod writer;
@@ -9,6 +10,8 @@ mod writer;
 pub(crate) use reader::StashedFiles;
 pub use reader::{Archive, Row, Rows};
 pub use table::{Entries, Entry, EntryRef};
+#[doc(hidden)]
+pub use verify::verify_holding_directory;
 pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};
 pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
 

@@ -118,7 +118,7 @@ const PARALLEL_INDEX: usize = 4096;
 
 /// Reads `manifest-stats.json` (described by `central`) as a stream; its
 /// declared size is checked against the limit first.
-fn read_trailer_entry<R: Read + Seek>(
+pub(crate) fn read_trailer_entry<R: Read + Seek>(
     reader: &mut R,
     central: &CentralEntry,
     limits: &Limits,
@@ -502,19 +502,20 @@ impl<R: Read + Seek> Archive<R> {
         let Some(i) = self.find(name) else {
             return Ok(None);
         };
-        let size = self.entries.get(i).map_or(0, |e| e.uncompressed_size());
-        if size > cap {
-            return Err(ArchiveError::EntryTooLarge {
-                entry: name.to_string(),
-                size,
-                limit: cap,
-                hint,
-            });
-        }
-        let mut out = Vec::with_capacity(size as usize);
-        let mut r = self.entry_reader(i)?;
-        r.read_to_end(&mut out).map_err(ContainerError::from_io)?;
-        Ok(Some(out))
+        let digest = self.digest_of(i);
+        let Some(central) = self.entries.get(i).map(|e| e.central()) else {
+            return Ok(None);
+        };
+        let covers = self.digests_cover();
+        read_capped(
+            &mut self.reader,
+            name,
+            &central,
+            (digest, covers),
+            cap,
+            hint,
+        )
+        .map(Some)
     }
 }
 
@@ -904,6 +905,32 @@ pub(crate) fn next_checked_line<B: std::io::BufRead>(
             }
         }
     }
+}
+
+/// The whole of entry `name` (described by `central`), read from `r` with
+/// its digest checked when `digest` has one, or an error when it declares
+/// more than `cap` bytes (`hint` names the limit to raise).
+pub(crate) fn read_capped<R: Read + Seek>(
+    r: &mut R,
+    name: &EntryName,
+    central: &CentralEntry,
+    (digest, covers): (Option<[u8; 32]>, DigestOf),
+    cap: u64,
+    hint: &'static str,
+) -> Result<Vec<u8>, ArchiveError> {
+    let size = central.uncompressed_size;
+    if size > cap {
+        return Err(ArchiveError::EntryTooLarge {
+            entry: name.to_string(),
+            size,
+            limit: cap,
+            hint,
+        });
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    let mut er = checked_reader(r, central, digest, covers)?;
+    er.read_to_end(&mut out).map_err(ContainerError::from_io)?;
+    Ok(out)
 }
 
 /// A reader over the entry `central` describes, in `r`, checking `digest`

@@ -342,11 +342,7 @@ impl Table {
 
     /// The variable part (table or file name), with `/` for `\`.
     fn part(&self, s: &Slot) -> Cow<'_, str> {
-        let raw = self.raw(s);
-        let part = raw
-            .get(usize::from(s.shape.start)..usize::from(s.shape.end))
-            .unwrap_or_default();
-        slashed(part)
+        s.shape.part(self.raw(s))
     }
 }
 

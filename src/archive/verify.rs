@@ -8,11 +8,14 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use super::reader::{checked_reader, next_checked_line, read_indexed};
+use super::reader::{
+    checked_reader, next_checked_line, read_capped, read_indexed, read_trailer_entry,
+};
+use super::scan::{scan_directory, Cursor, Scanned};
 use super::{Archive, ArchiveError};
 use crate::container::{check_descriptor, check_local, ContainerError, DigestOf, LocalInfo};
 use crate::entry_name::EntryName;
-use crate::manifest::Digests;
+use crate::manifest::{Digests, Manifest};
 use crate::ndjson::LineReader;
 use crate::Limits;
 
@@ -77,7 +80,39 @@ pub fn verify<R: Read + Seek>(reader: R, limits: Limits, depth: Depth) -> Report
 }
 
 /// [`verify`] with a progress callback, called after each entry in deep mode.
+///
+/// The central directory is read as a stream and not held: memory does not
+/// grow with the number of entries beyond 8 bytes an entry (and, in deep
+/// mode, the trailer's 32-byte digests). A directory that does not list
+/// the entries in the order of their local headers (no writer known to
+/// lvbak makes one), or a trailer with version-1 digests by name, is
+/// verified by the reader that holds the directory instead: same checks,
+/// same report.
 pub fn verify_with_progress<R: Read + Seek>(
+    mut reader: R,
+    limits: Limits,
+    depth: Depth,
+    progress: ProgressFn<'_>,
+) -> Report {
+    match fast_streamed(&mut reader, &limits, depth) {
+        None => held_with_progress(reader, limits, depth, progress),
+        Some((report, None)) => report,
+        Some((mut report, Some(deep))) => {
+            deep_sequential(&mut reader, deep, &mut report, progress);
+            report
+        }
+    }
+}
+
+/// The report of the reader that holds the whole directory (what
+/// [`verify_with_progress`] gives, made the way lvbak 0.1 made it): for
+/// differential tests and fuzzing of the streamed checks.
+#[doc(hidden)]
+pub fn verify_holding_directory<R: Read + Seek>(reader: R, limits: Limits, depth: Depth) -> Report {
+    held_with_progress(reader, limits, depth, &mut |_, _, _| {})
+}
+
+fn held_with_progress<R: Read + Seek>(
     reader: R,
     limits: Limits,
     depth: Depth,
@@ -130,11 +165,7 @@ fn fast_checks<R: Read + Seek>(
     let (archive, problems) = Archive::from_parts_lenient(reader, indexed, limits);
     report.problems.extend(problems.iter().map(Problem::from));
     if archive.trailer_ignored() {
-        report.problems.push(Problem {
-            entry: Some("manifest-stats.json".into()),
-            code: "bad_json",
-            message: "manifest-stats.json is not a JSON object (the server ignores it)".into(),
-        });
+        report.problems.push(trailer_ignored());
     }
     (report, Some(archive))
 }
@@ -174,6 +205,15 @@ pub fn verify_path(
     };
     if depth == Depth::Fast || threads <= 1 {
         return verify_with_progress(first, limits, depth, progress);
+    }
+    let mut first = first;
+    match fast_streamed(&mut first, &limits, Depth::Deep) {
+        None => {} // verified below by the reader that holds the directory
+        Some((report, None)) => return report,
+        Some((mut report, Some(deep))) => {
+            deep_parallel(first, &open, threads, deep, &mut report, progress);
+            return report;
+        }
     }
     // Fast part (and the digest coverage check) on this thread; the deep
     // checks share the archive it opened, each thread with its own handle.
@@ -257,22 +297,372 @@ pub fn verify_path(
     if checked < total {
         // Every checking thread failed to open the file (or stopped):
         // the entries left are reported, never passed over in silence.
-        let why = reopen_failed.map_or_else(
-            || "a checking thread stopped".to_owned(),
-            |e| format!("the archive could not be opened again: {e}"),
-        );
-        report.problems.push(Problem {
-            entry: None,
-            code: "container",
-            message: format!(
-                "{} of {total} entries were not checked ({why})",
-                total - checked
-            ),
-        });
+        report
+            .problems
+            .push(not_checked(total - checked, total, reopen_failed));
     }
     report.bytes_checked = bytes.load(Ordering::Relaxed);
     progress(total, total, report.bytes_checked);
     report
+}
+
+/// What the streamed fast checks leave for the deep ones.
+struct Streamed {
+    scanned: Scanned,
+    ctx: DeepCtx,
+    /// The trailer's in-order digests (none when it has none).
+    digests: Vec<[u8; 32]>,
+    coverage: Option<Coverage>,
+}
+
+impl Streamed {
+    /// The digest recorded for the entry at `pos` in the directory.
+    fn digest_of(&self, pos: usize) -> Option<[u8; 32]> {
+        let at = self.scanned.trailer.as_ref()?.index;
+        match pos.cmp(&at) {
+            std::cmp::Ordering::Less => self.digests.get(pos).copied(),
+            std::cmp::Ordering::Greater => self.digests.get(pos - 1).copied(),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+}
+
+/// The digest-coverage check of in-order digests, fed the kept entries
+/// in directory order.
+struct Coverage {
+    count: usize,
+    trailer_at: usize,
+    present: usize,
+    found: Vec<Problem>,
+}
+
+impl Coverage {
+    fn see(&mut self, e: &super::Entry) {
+        if e.name == EntryName::Trailer {
+            return;
+        }
+        self.present += 1;
+        let pos = e.central.index;
+        let recorded = match pos.cmp(&self.trailer_at) {
+            std::cmp::Ordering::Less => pos < self.count,
+            std::cmp::Ordering::Greater => pos - 1 < self.count,
+            std::cmp::Ordering::Equal => false,
+        };
+        if !recorded {
+            self.found.push(digest_missing(e.name.to_string()));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Problem> {
+        self.found
+            .extend(too_many_digests(self.count, self.present));
+        self.found
+    }
+}
+
+/// The fast checks without holding the directory ([`scan_directory`]),
+/// with, for `Depth::Deep`, what the deep checks need; `None` when the
+/// reader that holds the directory must verify instead (a directory out
+/// of offset order; in deep mode, version-1 digests by name).
+fn fast_streamed<R: Read + Seek>(
+    r: &mut R,
+    limits: &Limits,
+    depth: Depth,
+) -> Option<(Report, Option<Streamed>)> {
+    let mut report = Report {
+        depth,
+        entries: 0,
+        bytes_checked: 0,
+        problems: Vec::new(),
+    };
+    let scanned = match scan_directory(r, limits) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            report.problems.push((&ArchiveError::from(e)).into());
+            return Some((report, None));
+        }
+    };
+    report.entries = scanned.records as u64;
+    report
+        .problems
+        .extend(scanned.problems.iter().map(Problem::from));
+    let mut manifest = None;
+    match &scanned.manifest {
+        Some(c) => match read_capped(
+            r,
+            &EntryName::Manifest,
+            c,
+            (None, DigestOf::Content),
+            limits.max_manifest_bytes,
+            "Limits::max_manifest_bytes",
+        ) {
+            Ok(raw) => match Manifest::parse(&raw, limits.max_json_depth) {
+                Ok(m) => manifest = Some(m),
+                Err(e) => report.problems.push((&ArchiveError::from(e)).into()),
+            },
+            Err(e) => report.problems.push((&e).into()),
+        },
+        None => report.problems.push((&ArchiveError::NoManifest).into()),
+    }
+    let trailer = match &scanned.trailer {
+        Some(c) => read_trailer_entry(r, c, limits),
+        None => Ok(None),
+    };
+    let ignored = matches!(trailer, Ok(None)) && scanned.trailer.is_some();
+    let trailer = match trailer {
+        Ok(t) => t,
+        Err(e) => {
+            report.problems.push((&e).into());
+            None
+        }
+    };
+    if ignored {
+        report.problems.push(trailer_ignored());
+    }
+    if depth == Depth::Fast {
+        return Some((report, None));
+    }
+    let lvbak = trailer.and_then(|t| t.lvbak);
+    let covers = lvbak.as_ref().map_or(DigestOf::Content, |l| l.covers());
+    let (digests, coverage) = match lvbak.map(|l| l.digests) {
+        Some(Digests::ByName(_)) => return None,
+        Some(Digests::InOrder(v)) => {
+            let coverage = scanned.trailer.as_ref().map(|t| Coverage {
+                count: v.len(),
+                trailer_at: t.index,
+                present: 0,
+                found: Vec::new(),
+            });
+            (v, coverage)
+        }
+        None => (Vec::new(), None),
+    };
+    let version = manifest.as_ref().and_then(|m| m.ndjson_format_version);
+    let ctx = DeepCtx::new(limits, limits.line_cap(version), covers);
+    Some((
+        report,
+        Some(Streamed {
+            scanned,
+            ctx,
+            digests,
+            coverage,
+        }),
+    ))
+}
+
+/// Entries the deep checks take from the directory at a time.
+const BATCH: usize = 64;
+
+/// The deep checks of the entries `deep` leaves, in directory order, on
+/// this thread, reading the directory a batch at a time from `r` too.
+fn deep_sequential<R: Read + Seek>(
+    r: &mut R,
+    mut deep: Streamed,
+    report: &mut Report,
+    progress: ProgressFn<'_>,
+) {
+    let total = (deep.scanned.records - deep.scanned.dropped.len()) as u64;
+    let mut cursor = Cursor::new(&deep.scanned);
+    let mut coverage = deep.coverage.take();
+    let mut found = Vec::new();
+    let mut scratch = vec![0u8; SCRATCH];
+    let mut done = 0u64;
+    loop {
+        let batch = match cursor.next_batch(r, BATCH) {
+            Ok(b) if b.is_empty() => break,
+            Ok(b) => b,
+            Err(e) => {
+                found.push((&ArchiveError::from(e)).into());
+                break;
+            }
+        };
+        for e in batch {
+            if let Some(c) = &mut coverage {
+                c.see(&e);
+            }
+            let digest = deep.digest_of(e.central.index);
+            let (n, problems) = check_entry(r, &deep.ctx, &e, digest, &mut scratch);
+            report.bytes_checked += n;
+            found.extend(problems);
+            done += 1;
+            progress(done, total, report.bytes_checked);
+        }
+    }
+    report
+        .problems
+        .extend(coverage.map(Coverage::finish).unwrap_or_default());
+    report.problems.extend(found);
+}
+
+/// [`deep_sequential`] on `threads` threads, each with its own handle
+/// from `open`; `first` reads the directory. Problems are reported in
+/// directory order.
+fn deep_parallel<R: Read + Seek + Send>(
+    first: R,
+    open: &(dyn Fn() -> std::io::Result<R> + Sync),
+    threads: usize,
+    mut deep: Streamed,
+    report: &mut Report,
+    progress: ProgressFn<'_>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    struct Shared<R> {
+        cursor: Cursor,
+        reader: R,
+        coverage: Option<Coverage>,
+        failed: Option<Problem>,
+    }
+    let total = (deep.scanned.records - deep.scanned.dropped.len()) as u64;
+    let shared = Mutex::new(Shared {
+        cursor: Cursor::new(&deep.scanned),
+        reader: first,
+        coverage: deep.coverage.take(),
+        failed: None,
+    });
+    let deep = &deep;
+    let done = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let mut found: Vec<(usize, Problem)> = Vec::new();
+    let mut reopen_failed: Option<std::io::Error> = None;
+    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (done, bytes, shared) = (&done, &bytes, &shared);
+                let running = running_tx.clone();
+                sc.spawn(move || {
+                    // Dropped when this thread ends, however it ends.
+                    let _running = running;
+                    let mut out = Vec::new();
+                    let mut f = match open() {
+                        Ok(f) => f,
+                        Err(e) => return (out, Some(e)),
+                    };
+                    let mut scratch = vec![0u8; SCRATCH];
+                    loop {
+                        let batch = {
+                            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                            if s.failed.is_some() {
+                                break;
+                            }
+                            let Shared {
+                                cursor,
+                                reader,
+                                coverage,
+                                failed,
+                            } = &mut *s;
+                            match cursor.next_batch(reader, BATCH) {
+                                Ok(b) => {
+                                    if let Some(c) = coverage {
+                                        b.iter().for_each(|e| c.see(e));
+                                    }
+                                    b
+                                }
+                                Err(e) => {
+                                    *failed = Some((&ArchiveError::from(e)).into());
+                                    break;
+                                }
+                            }
+                        };
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for e in batch {
+                            let i = e.central.index;
+                            let digest = deep.digest_of(i);
+                            let (n, problems) =
+                                check_entry(&mut f, &deep.ctx, &e, digest, &mut scratch);
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                            out.extend(problems.into_iter().map(|p| (i, p)));
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    (out, None)
+                })
+            })
+            .collect();
+        drop(running_tx);
+        // Progress every 50 ms, and no waiting once the last thread ends
+        // (the channel disconnects when every sender is dropped).
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            running_rx.recv_timeout(std::time::Duration::from_millis(50))
+        {
+            progress(
+                done.load(Ordering::Relaxed),
+                total,
+                bytes.load(Ordering::Relaxed),
+            );
+        }
+        for h in handles {
+            if let Ok((v, e)) = h.join() {
+                found.extend(v);
+                if reopen_failed.is_none() {
+                    reopen_failed = e;
+                }
+            }
+        }
+    });
+    let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    report
+        .problems
+        .extend(shared.coverage.map(Coverage::finish).unwrap_or_default());
+    found.sort_by_key(|(i, _)| *i);
+    report.problems.extend(found.into_iter().map(|(_, p)| p));
+    let checked = done.load(Ordering::Relaxed);
+    if let Some(p) = shared.failed {
+        report.problems.push(p);
+    } else if checked < total {
+        report
+            .problems
+            .push(not_checked(total - checked, total, reopen_failed));
+    }
+    report.bytes_checked = bytes.load(Ordering::Relaxed);
+    progress(total, total, report.bytes_checked);
+}
+
+/// The trailer is not a JSON object.
+fn trailer_ignored() -> Problem {
+    Problem {
+        entry: Some("manifest-stats.json".into()),
+        code: "bad_json",
+        message: "manifest-stats.json is not a JSON object (the server ignores it)".into(),
+    }
+}
+
+/// An entry without a digest in the trailer's in-order digests.
+fn digest_missing(entry: String) -> Problem {
+    Problem {
+        entry: Some(entry),
+        code: "digest_missing",
+        message: "entry has no digest in the trailer's lvbak field (added after writing?)".into(),
+    }
+}
+
+/// More in-order digests (`count`) than entries they could be of (`present`).
+fn too_many_digests(count: usize, present: usize) -> Option<Problem> {
+    (count > present).then(|| Problem {
+        entry: None,
+        code: "entry_missing",
+        message: format!(
+            "the trailer records {count} digests for {present} entries (entries removed after writing?)"
+        ),
+    })
+}
+
+/// `missed` of `total` entries left unchecked because the checking
+/// threads stopped (`reopen`: they could not open the file again).
+fn not_checked(missed: u64, total: u64, reopen: Option<std::io::Error>) -> Problem {
+    let why = reopen.map_or_else(
+        || "a checking thread stopped".to_owned(),
+        |e| format!("the archive could not be opened again: {e}"),
+    );
+    Problem {
+        entry: None,
+        code: "container",
+        message: format!("{missed} of {total} entries were not checked ({why})"),
+    }
 }
 
 fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
@@ -289,25 +679,10 @@ fn digest_coverage<R>(archive: &Archive<R>) -> Vec<Problem> {
             }
             present += 1;
             if archive.digest_of(i).is_none() {
-                out.push(Problem {
-                    entry: Some(e.path().into_owned()),
-                    code: "digest_missing",
-                    message:
-                        "entry has no digest in the trailer's lvbak field (added after writing?)"
-                            .into(),
-                });
+                out.push(digest_missing(e.path().into_owned()));
             }
         }
-        if v.len() > present {
-            out.push(Problem {
-                entry: None,
-                code: "entry_missing",
-                message: format!(
-                    "the trailer records {} digests for {present} entries (entries removed after writing?)",
-                    v.len()
-                ),
-            });
-        }
+        out.extend(too_many_digests(v.len(), present));
         return out;
     }
     if let Digests::ByName(by_name) = &l.digests {
@@ -425,6 +800,24 @@ fn deep_entry<R: Read + Seek>(
     if name.is_ndjson() && size > PIPELINE_FROM {
         return deep_ndjson_pipelined(r, ctx, e, digest).map(|n| (n, None));
     }
+    if *name == EntryName::SecretsIndex {
+        let cap = ctx.secrets_index_cap;
+        let bytes = read_capped(
+            r,
+            name,
+            &e.central,
+            (digest, ctx.covers),
+            cap,
+            "the cap for this entry",
+        )?;
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            return Err(ArchiveError::Json {
+                entry: name.to_string(),
+                message: format!("not valid JSON: {e}"),
+            });
+        }
+        return Ok((size, None));
+    }
     let mut er = checked_reader(r, &e.central, digest, ctx.covers)?;
     if name.is_ndjson() {
         let entry = name.to_string();
@@ -433,27 +826,6 @@ fn deep_entry<R: Read + Seek>(
             ctx.line_cap,
         );
         while next_checked_line(&mut lines, &entry, ctx.max_json_depth)?.is_some() {}
-        return Ok((size, None));
-    }
-    if *name == EntryName::SecretsIndex {
-        let cap = ctx.secrets_index_cap;
-        if size > cap {
-            return Err(ArchiveError::EntryTooLarge {
-                entry: name.to_string(),
-                size,
-                limit: cap,
-                hint: "the cap for this entry",
-            });
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        er.read_to_end(&mut bytes)
-            .map_err(ContainerError::from_io)?;
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            return Err(ArchiveError::Json {
-                entry: name.to_string(),
-                message: format!("not valid JSON: {e}"),
-            });
-        }
         return Ok((size, None));
     }
     let local = er.local_info();

@@ -15,7 +15,8 @@ pub use read::{
     EntryReader, LocalInfo,
 };
 pub(crate) use read::{
-    directory_problems, end_checks, read_directory, DirectoryEntry, Fields, StoredSink,
+    directory_problems, end_checks, locate_directory, read_directory, record_problems,
+    DirectoryEntry, Fields, Located, Records, StoredSink,
 };
 
 use std::io;

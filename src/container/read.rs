@@ -98,8 +98,13 @@ impl Fields {
     }
 
     /// The smallest number of bytes the entry occupies from its local header.
-    fn min_span(&self) -> u64 {
+    pub(crate) fn min_span(&self) -> u64 {
         LOCAL_LEN as u64 + u64::from(self.name_len) + self.compressed_size
+    }
+
+    /// Where the entry's smallest span ends (`None` past `u64::MAX`).
+    pub(crate) fn end(&self) -> Option<u64> {
+        self.local_offset.checked_add(self.min_span())
     }
 
     /// Bytes of [`Fields::encode`]'s output.
@@ -414,12 +419,23 @@ pub(crate) struct Records<'r, R> {
 impl<'r, R: Read + Seek> Records<'r, R> {
     /// The records of the directory `at` locates in `r`.
     pub(crate) fn new(r: &'r mut R, at: Located) -> Result<Records<'r, R>, ContainerError> {
-        r.seek(SeekFrom::Start(at.cd_offset))?;
+        Records::resume(r, at, (0, 0), 256 * 1024)
+    }
+
+    /// The records from the one at `(index, consumed)` (a
+    /// [`Records::position`]), read through a buffer of `buffer` bytes.
+    pub(crate) fn resume(
+        r: &'r mut R,
+        at: Located,
+        (index, consumed): (u64, u64),
+        buffer: usize,
+    ) -> Result<Records<'r, R>, ContainerError> {
+        r.seek(SeekFrom::Start(at.cd_offset.saturating_add(consumed)))?;
         Ok(Records {
-            cd: BufReader::with_capacity(256 * 1024, r.take(at.cd_size)),
+            cd: BufReader::with_capacity(buffer, r.take(at.cd_size.saturating_sub(consumed))),
             at,
-            index: 0,
-            consumed: 0,
+            index,
+            consumed,
             var: Vec::new(),
         })
     }
@@ -431,6 +447,12 @@ impl<R: Read> Records<'_, R> {
             declared: self.at.entries,
             size: self.at.cd_size,
         }
+    }
+
+    /// Where the next record starts: its position in the directory and
+    /// the directory's bytes before it.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.index, self.consumed)
     }
 
     /// The next record's fields and name; `None` after the last, once the
@@ -577,23 +599,7 @@ pub(crate) fn directory_problems<E: DirectoryEntry>(
 ) -> Vec<ContainerError> {
     let mut problems = Vec::new();
     for e in &cd.entries {
-        let f = e.fields();
-        if f.flags & FLAG_ENCRYPTED != 0 {
-            problems.push(ContainerError::Encrypted { entry: name_of(e) });
-        }
-        if f.method != METHOD_STORED && f.method != METHOD_DEFLATED {
-            problems.push(ContainerError::UnsupportedMethod {
-                entry: name_of(e),
-                method: f.method,
-            });
-        }
-        let end = f.local_offset.checked_add(f.min_span());
-        if end.is_none_or(|end| end > cd.cd_offset) {
-            problems.push(ContainerError::OutOfBounds {
-                entry: name_of(e),
-                limit: cd.cd_offset,
-            });
-        }
+        record_problems(&e.fields(), cd.cd_offset, || name_of(e), &mut problems);
     }
     // When the space ends are the ones `read_directory` set (each entry's
     // is the next one's offset in this same order), an entry that fits in
@@ -619,6 +625,32 @@ pub(crate) fn directory_problems<E: DirectoryEntry>(
         }
     }
     problems
+}
+
+/// The problems one record shows alone, appended to `out`: the encrypted
+/// flag, a method other than stored or deflated, and data that does not
+/// fit before the central directory (at `cd_offset`). `name` names it.
+pub(crate) fn record_problems(
+    f: &Fields,
+    cd_offset: u64,
+    name: impl Fn() -> String,
+    out: &mut Vec<ContainerError>,
+) {
+    if f.flags & FLAG_ENCRYPTED != 0 {
+        out.push(ContainerError::Encrypted { entry: name() });
+    }
+    if f.method != METHOD_STORED && f.method != METHOD_DEFLATED {
+        out.push(ContainerError::UnsupportedMethod {
+            entry: name(),
+            method: f.method,
+        });
+    }
+    if f.end().is_none_or(|end| end > cd_offset) {
+        out.push(ContainerError::OutOfBounds {
+            entry: name(),
+            limit: cd_offset,
+        });
+    }
 }
 
 /// Positions of `entries` with their local offsets, in offset order
