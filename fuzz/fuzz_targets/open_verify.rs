@@ -1,10 +1,12 @@
-//! Archive::open on arbitrary bytes, then deep verify and inspect.
+//! Archive::open on arbitrary bytes, then deep verify and inspect; the
+//! streamed verify must report exactly what the reader that holds the
+//! directory reports.
 #![no_main]
 
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use lvbak::archive::{verify, Depth};
+use lvbak::archive::{verify, verify_holding_directory, Depth};
 use lvbak::{Archive, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +14,10 @@ fuzz_target!(|data: &[u8]| {
     // Deep verification must never panic, whatever the bytes.
     let report = verify(Cursor::new(data), limits.clone(), Depth::Deep);
     let fast = verify(Cursor::new(data), limits.clone(), Depth::Fast);
+    let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Deep);
+    assert_eq!(report, held, "streamed and held deep verify disagree");
+    let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Fast);
+    assert_eq!(fast, held, "streamed and held fast verify disagree");
     // Fast problems are a subset of what deep finds (deep runs every fast check).
     if !fast.is_ok() {
         assert!(!report.is_ok(), "fast verify failed but deep passed");
