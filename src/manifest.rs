@@ -8,6 +8,20 @@ use std::io::{Read, Write};
 
 use serde_json::{Map, Number, Value};
 
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the lean parse has no caller outside tests yet")
+)]
+mod lean;
+#[cfg_attr(
+    not(test),
+    expect(
+        unused_imports,
+        reason = "the lean parse has no caller outside tests yet"
+    )
+)]
+pub(crate) use lean::KeepDigests;
+
 /// The manifest schema versions this build reads.
 pub const SUPPORTED_SCHEMA_VERSIONS: std::ops::RangeInclusive<u64> = 1..=1;
 /// The `producer` every manifest must carry.
@@ -438,6 +452,10 @@ pub struct Trailer {
     pub raw: Map<String, Value>,
     /// Digest positions sorted by entry name (binary search, no copy).
     index: Vec<u32>,
+    /// Number of in-order digests the `lvbak` field records (versions 2
+    /// and 3), also when a lean parse kept only their number; see
+    /// [`Trailer::in_order_count`].
+    in_order: Option<usize>,
 }
 
 impl PartialEq for Trailer {
@@ -446,6 +464,17 @@ impl PartialEq for Trailer {
             && self.missing_files == other.missing_files
             && self.lvbak == other.lvbak
             && self.raw == other.raw
+    }
+}
+
+/// The number of in-order digests of a field that holds them all.
+fn in_order_len(l: &Option<LvbakTrailer>) -> Option<usize> {
+    match l {
+        Some(LvbakTrailer {
+            digests: Digests::InOrder(v),
+            ..
+        }) => Some(v.len()),
+        _ => None,
     }
 }
 
@@ -566,6 +595,7 @@ impl Trailer {
             counts,
             missing_files,
             index: digest_index(&lvbak),
+            in_order: in_order_len(&lvbak),
             lvbak,
             raw,
         }
@@ -739,6 +769,10 @@ enum NotByName {
     /// it was parsed (its text is not kept: the decoding is canonical, so
     /// encoding the digests gives it back).
     Base64(Vec<[u8; 32]>),
+    /// A string read by a lean parse (its text was never held): the
+    /// digests it decodes to (`Some`, their number and, when kept, the
+    /// digests), or `None` when it is not the base64 of whole digests.
+    Tapped(Option<lean::Tapped>),
     /// Any other value, as stored.
     Value(Value),
 }
@@ -769,6 +803,8 @@ impl NotByName {
                 &base64::engine::general_purpose::STANDARD,
                 d.as_flattened(),
             )),
+            // Its text is gone; a lean parse documents `null` here.
+            NotByName::Tapped(_) => Value::Null,
             NotByName::Value(v) => v,
         }
     }
@@ -822,22 +858,46 @@ impl Trailer {
             return Ok(None);
         }
         let mut de = serde_json::Deserializer::from_slice(&text);
-        let parsed = serde::de::DeserializeSeed::deserialize(TrailerSeed, &mut de)
+        let parsed = serde::de::DeserializeSeed::deserialize(TrailerSeed { lean: None }, &mut de)
             .and_then(|t| de.end().map(|()| t));
         Ok(parsed.ok().flatten().map(Trailer::from_parts))
     }
 
-    fn from_parts((raw, lvbak): TrailerParts) -> Trailer {
+    fn from_parts(p: TrailerParts) -> Trailer {
+        let TrailerParts {
+            raw,
+            lvbak,
+            in_order,
+        } = p;
         Trailer {
             counts: counts_of(raw.get("counts")),
             missing_files: missing_of(raw.get("missingFiles")),
             index: digest_index(&lvbak),
+            in_order,
             lvbak,
             raw,
         }
     }
 
     fn streamed<R: Read>(r: R, max_depth: u32) -> std::io::Result<Option<Trailer>> {
+        Trailer::guarded(r, max_depth, |text| {
+            let mut de = serde_json::Deserializer::from_reader(text);
+            serde::de::DeserializeSeed::deserialize(TrailerSeed { lean: None }, &mut de)
+                .and_then(|t| de.end().map(|()| t))
+        })
+    }
+
+    /// Parses the bytes of `r` with `parse`, given them through a depth
+    /// guard and a 64 KiB buffer, then reads `r` to its end (the entry's
+    /// size, CRC-32 and digest checks run there). `Err` with the reader's
+    /// own error, `Ok(None)` when too deep or when `parse` failed.
+    fn guarded<R: Read>(
+        r: R,
+        max_depth: u32,
+        parse: impl FnOnce(
+            std::io::BufReader<&mut DepthGuard<R>>,
+        ) -> serde_json::Result<Option<TrailerParts>>,
+    ) -> std::io::Result<Option<Trailer>> {
         let mut guard = DepthGuard {
             inner: r,
             scan: DepthScan::default(),
@@ -845,14 +905,7 @@ impl Trailer {
             too_deep: false,
             failure: None,
         };
-        let parsed = {
-            let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
-                64 * 1024,
-                &mut guard,
-            ));
-            serde::de::DeserializeSeed::deserialize(TrailerSeed, &mut de)
-                .and_then(|t| de.end().map(|()| t))
-        };
+        let parsed = parse(std::io::BufReader::with_capacity(64 * 1024, &mut guard));
         if let Some(e) = guard.failure.take() {
             return Err(e);
         }
@@ -904,21 +957,32 @@ impl<R: Read> Read for DepthGuard<R> {
     }
 }
 
-type TrailerParts = (Map<String, Value>, Option<LvbakTrailer>);
+/// What the trailer's parse gives: the object as stored (minus parsed
+/// digests), lvbak's field, and the number of its in-order digests.
+struct TrailerParts {
+    raw: Map<String, Value>,
+    lvbak: Option<LvbakTrailer>,
+    in_order: Option<usize>,
+}
 
 /// Deserializes the trailer object; `None` when it is not an object.
-struct TrailerSeed;
+/// `lean`: the state a lean parse shares with its tap (`None` otherwise).
+struct TrailerSeed<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for TrailerSeed {
+impl<'de> serde::de::DeserializeSeed<'de> for TrailerSeed<'_> {
     type Value = Option<TrailerParts>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(TrailerVisitor)
+        d.deserialize_any(TrailerVisitor { lean: self.lean })
     }
 }
 
-struct TrailerVisitor;
+struct TrailerVisitor<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl<'de> serde::de::Visitor<'de> for TrailerVisitor {
+impl<'de> serde::de::Visitor<'de> for TrailerVisitor<'_> {
     type Value = Option<TrailerParts>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
@@ -926,17 +990,26 @@ impl<'de> serde::de::Visitor<'de> for TrailerVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
         let mut raw = Map::new();
         let mut lvbak = None;
+        let mut in_order = None;
         while let Some(k) = m.next_key::<String>()? {
             if k == LVBAK_FIELD {
-                let (v, l) = m.next_value_seed(LvbakSeed)?;
-                raw.insert(k, v);
-                lvbak = l; // the last one wins, as in JSON.parse
+                // The last one wins, as in JSON.parse; an earlier one's
+                // digests are let go before the next are read.
+                drop(lvbak.take());
+                let f = m.next_value_seed(LvbakSeed { lean: self.lean })?;
+                raw.insert(k, f.value);
+                lvbak = f.lvbak;
+                in_order = f.in_order;
             } else {
                 let v: Value = m.next_value()?;
                 raw.insert(k, v);
             }
         }
-        Ok(Some((raw, lvbak)))
+        Ok(Some(TrailerParts {
+            raw,
+            lvbak,
+            in_order,
+        }))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
         while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
@@ -962,27 +1035,61 @@ impl<'de> serde::de::Visitor<'de> for TrailerVisitor {
     }
 }
 
+/// The `lvbak` field as parsed: its value as stored, minus the digests
+/// when they parse (then in `lvbak`), and the number of in-order digests.
+struct LvbakField {
+    value: Value,
+    lvbak: Option<LvbakTrailer>,
+    in_order: Option<usize>,
+}
+
 /// The `lvbak` field: its value as stored, minus the digests when they
 /// parse (then returned as the typed field).
-struct LvbakSeed;
+struct LvbakSeed<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for LvbakSeed {
-    type Value = (Value, Option<LvbakTrailer>);
+impl<'de> serde::de::DeserializeSeed<'de> for LvbakSeed<'_> {
+    type Value = LvbakField;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(LvbakVisitor)
+        d.deserialize_any(LvbakVisitor { lean: self.lean })
     }
 }
 
-struct LvbakVisitor;
+struct LvbakVisitor<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl LvbakVisitor {
-    fn plain(v: Value) -> (Value, Option<LvbakTrailer>) {
-        (v, None)
+impl LvbakVisitor<'_> {
+    fn plain(v: Value) -> LvbakField {
+        LvbakField {
+            value: v,
+            lvbak: None,
+            in_order: None,
+        }
+    }
+
+    /// The field with in-order digests: `sha256` leaves the stored object.
+    fn in_order(
+        mut obj: Map<String, Value>,
+        version: u64,
+        count: usize,
+        digests: Vec<[u8; 32]>,
+    ) -> LvbakField {
+        obj.shift_remove("sha256");
+        LvbakField {
+            value: Value::Object(obj),
+            lvbak: Some(LvbakTrailer {
+                version,
+                digests: Digests::InOrder(digests),
+            }),
+            in_order: Some(count),
+        }
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
-    type Value = (Value, Option<LvbakTrailer>);
+impl<'de> serde::de::Visitor<'de> for LvbakVisitor<'_> {
+    type Value = LvbakField;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
@@ -991,7 +1098,16 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
         let mut digests: Option<ParsedDigests> = None;
         while let Some(k) = m.next_key::<String>()? {
             if k == "sha256" {
-                digests = Some(m.next_value_seed(DigestsSeed)?);
+                // A repeated key: the last one wins; the earlier digests
+                // are let go before the next are read.
+                drop(digests.take());
+                if let Some(lean) = self.lean {
+                    // serde_json has read up to the key's closing quote
+                    // and no further: the tap sees the value from its
+                    // first byte.
+                    lean.arm(obj.get("entries").and_then(Value::as_u64));
+                }
+                digests = Some(m.next_value_seed(DigestsSeed { lean: self.lean })?);
                 // Keeps the key's place; the value is set below.
                 obj.insert(k, Value::Null);
             } else {
@@ -1000,30 +1116,30 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
             }
         }
         let version = obj.get("version").and_then(Value::as_u64);
+        let entries = obj.get("entries").and_then(Value::as_u64);
         match (version, digests) {
             // The by-name layout is that of versions 1 and 2; any later
             // version with it is one this reader does not know.
             (Some(version), Some(Ok(by_name))) if version < 3 => {
                 obj.shift_remove("sha256");
-                Ok((
-                    Value::Object(obj),
-                    Some(LvbakTrailer {
+                Ok(LvbakField {
+                    value: Value::Object(obj),
+                    lvbak: Some(LvbakTrailer {
                         version,
                         digests: Digests::ByName(by_name),
                     }),
-                ))
+                    in_order: None,
+                })
             }
             (Some(version @ (2 | 3)), Some(Err(NotByName::Base64(d))))
-                if obj.get("entries").and_then(Value::as_u64) == Some(d.len() as u64) =>
+                if entries == Some(d.len() as u64) =>
             {
-                obj.shift_remove("sha256");
-                Ok((
-                    Value::Object(obj),
-                    Some(LvbakTrailer {
-                        version,
-                        digests: Digests::InOrder(d),
-                    }),
-                ))
+                Ok(Self::in_order(obj, version, d.len(), d))
+            }
+            (Some(version @ (2 | 3)), Some(Err(NotByName::Tapped(Some(t)))))
+                if entries == Some(t.count as u64) =>
+            {
+                Ok(Self::in_order(obj, version, t.count, t.digests))
             }
             (_, Some(Ok(sha256))) => {
                 let m: Map<String, Value> = sha256
@@ -1031,13 +1147,13 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
                     .map(|(k, d)| (k, Value::from(hex(&d))))
                     .collect();
                 obj.insert("sha256".into(), Value::Object(m));
-                Ok((Value::Object(obj), None))
+                Ok(Self::plain(Value::Object(obj)))
             }
             (_, Some(Err(v))) => {
                 obj.insert("sha256".into(), v.into_value());
-                Ok((Value::Object(obj), None))
+                Ok(Self::plain(Value::Object(obj)))
             }
-            (_, None) => Ok((Value::Object(obj), None)),
+            (_, None) => Ok(Self::plain(Value::Object(obj))),
         }
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
@@ -1077,18 +1193,22 @@ impl<'de> serde::de::Visitor<'de> for LvbakVisitor {
 type ParsedDigests = Result<Vec<(String, [u8; 32])>, NotByName>;
 
 /// Deserializes `lvbak.sha256` into [`ParsedDigests`].
-struct DigestsSeed;
+struct DigestsSeed<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for DigestsSeed {
+impl<'de> serde::de::DeserializeSeed<'de> for DigestsSeed<'_> {
     type Value = ParsedDigests;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(DigestsVisitor)
+        d.deserialize_any(DigestsVisitor { lean: self.lean })
     }
 }
 
-struct DigestsVisitor;
+struct DigestsVisitor<'a> {
+    lean: Option<&'a lean::Lean>,
+}
 
-impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
+impl<'de> serde::de::Visitor<'de> for DigestsVisitor<'_> {
     type Value = ParsedDigests;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
@@ -1149,6 +1269,11 @@ impl<'de> serde::de::Visitor<'de> for DigestsVisitor {
         )))
     }
     fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        // A lean parse: the tap decoded the string as it streamed, and
+        // `s` is only its placeholder.
+        if let Some(tapped) = self.lean.and_then(lean::Lean::take) {
+            return Ok(Err(NotByName::Tapped(tapped)));
+        }
         // Decoded here, so the text of tens of thousands of digests is
         // never copied out of the trailer's bytes.
         Ok(Err(NotByName::from_str(s)))
@@ -1357,6 +1482,7 @@ mod tests {
             counts: counts_of(raw.get("counts")),
             missing_files: missing_of(raw.get("missingFiles")),
             index: digest_index(&lvbak),
+            in_order: in_order_len(&lvbak),
             lvbak,
             raw,
         })
