@@ -8,18 +8,7 @@ use std::io::{Read, Write};
 
 use serde_json::{Map, Number, Value};
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the lean parse has no caller outside tests yet")
-)]
 mod lean;
-#[cfg_attr(
-    not(test),
-    expect(
-        unused_imports,
-        reason = "the lean parse has no caller outside tests yet"
-    )
-)]
 pub(crate) use lean::KeepDigests;
 
 /// The manifest schema versions this build reads.

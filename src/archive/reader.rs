@@ -11,7 +11,7 @@ use crate::container::{
     directory_problems, read_directory, CentralDirectory, CentralEntry, ContainerError, EntryReader,
 };
 use crate::entry_name::{Bucket, EntryName, Kind, NameError};
-use crate::manifest::{DigestOf, Manifest, Trailer};
+use crate::manifest::{DigestOf, KeepDigests, Manifest, Trailer};
 use crate::ndjson::{check_line, LineKind, LineReader, ReadLineError};
 use crate::Limits;
 
@@ -123,6 +123,36 @@ pub(crate) fn read_trailer_entry<R: Read + Seek>(
     central: &CentralEntry,
     limits: &Limits,
 ) -> Result<Option<Trailer>, ArchiveError> {
+    let r = trailer_reader(reader, central, limits)?;
+    Ok(
+        Trailer::from_sized_reader(r, limits.max_json_depth, central.uncompressed_size)
+            .map_err(ContainerError::from_io)?,
+    )
+}
+
+/// [`read_trailer_entry`] by the lean parse: the text of in-order digests
+/// is never held, and with [`KeepDigests::Count`] neither are the digests
+/// (only their number, [`Trailer::in_order_count`]).
+pub(crate) fn read_trailer_lean<R: Read + Seek>(
+    reader: &mut R,
+    central: &CentralEntry,
+    limits: &Limits,
+    keep: KeepDigests,
+) -> Result<Option<Trailer>, ArchiveError> {
+    let r = trailer_reader(reader, central, limits)?;
+    Ok(
+        Trailer::from_reader_lean(r, limits.max_json_depth, central.uncompressed_size, keep)
+            .map_err(ContainerError::from_io)?,
+    )
+}
+
+/// The trailer entry's reader, once its declared size is within
+/// `Limits::max_trailer_bytes`.
+fn trailer_reader<'r, R: Read + Seek>(
+    reader: &'r mut R,
+    central: &CentralEntry,
+    limits: &Limits,
+) -> Result<EntryReader<'r, R>, ArchiveError> {
     let size = central.uncompressed_size;
     let cap = limits.max_trailer_bytes;
     if size > cap {
@@ -133,9 +163,7 @@ pub(crate) fn read_trailer_entry<R: Read + Seek>(
             hint: "Limits::max_trailer_bytes",
         });
     }
-    let r = EntryReader::new(reader, central)?;
-    Ok(Trailer::from_sized_reader(r, limits.max_json_depth, size)
-        .map_err(ContainerError::from_io)?)
+    Ok(EntryReader::new(reader, central)?)
 }
 
 /// Checks the directory against names, duplicates, limits and overlap.

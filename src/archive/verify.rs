@@ -9,13 +9,13 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use sha2::{Digest, Sha256};
 
 use super::reader::{
-    checked_reader, next_checked_line, read_capped, read_indexed, read_trailer_entry,
+    checked_reader, next_checked_line, read_capped, read_indexed, read_trailer_lean,
 };
 use super::scan::{scan_directory, Cursor, Scanned};
 use super::{Archive, ArchiveError};
 use crate::container::{check_descriptor, check_local, ContainerError, DigestOf, LocalInfo};
 use crate::entry_name::EntryName;
-use crate::manifest::{Digests, Manifest};
+use crate::manifest::{Digests, KeepDigests, Manifest, Trailer};
 use crate::ndjson::LineReader;
 use crate::Limits;
 
@@ -406,7 +406,17 @@ fn fast_streamed<R: Read + Seek>(
         None => report.problems.push((&ArchiveError::NoManifest).into()),
     }
     let trailer = match &scanned.trailer {
-        Some(c) => read_trailer_entry(r, c, limits),
+        // Fast checks need only whether it parses: its digests are not
+        // kept, nor, deep, the text they are written in.
+        Some(c) => read_trailer_lean(
+            r,
+            c,
+            limits,
+            match depth {
+                Depth::Fast => KeepDigests::Count,
+                Depth::Deep => KeepDigests::All,
+            },
+        ),
         None => Ok(None),
     };
     let ignored = matches!(trailer, Ok(None)) && scanned.trailer.is_some();
@@ -423,13 +433,14 @@ fn fast_streamed<R: Read + Seek>(
     if depth == Depth::Fast {
         return Some((report, None));
     }
+    let count = trailer.as_ref().and_then(Trailer::in_order_count);
     let lvbak = trailer.and_then(|t| t.lvbak);
     let covers = lvbak.as_ref().map_or(DigestOf::Content, |l| l.covers());
     let (digests, coverage) = match lvbak.map(|l| l.digests) {
         Some(Digests::ByName(_)) => return None,
         Some(Digests::InOrder(v)) => {
             let coverage = scanned.trailer.as_ref().map(|t| Coverage {
-                count: v.len(),
+                count: count.unwrap_or(v.len()),
                 trailer_at: t.index,
                 present: 0,
                 found: Vec::new(),
