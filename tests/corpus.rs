@@ -89,6 +89,18 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
                     case.name, streamed.problems, held.problems
                 ));
             }
+            let windowed = lvbak::archive::verify_digest_window(
+                std::io::Cursor::new(&case.archive[..]),
+                lvbak::Limits::default(),
+                depth,
+                1,
+            );
+            if windowed != held {
+                failures.push(format!(
+                    "{}: {depth:?} verify with a window of one digest {:?}, held {:?}",
+                    case.name, windowed.problems, held.problems
+                ));
+            }
         }
         let read = corpus::read_path(&case.archive, None);
         match (&read, report.is_ok()) {

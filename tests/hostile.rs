@@ -3,7 +3,7 @@
 
 use std::io::{Cursor, Read};
 
-use lvbak::archive::{verify_holding_directory, Depth, Report};
+use lvbak::archive::{verify_digest_window, verify_holding_directory, Depth, Report};
 use lvbak::container::write::{EntryOptions, Method, ZipWriter, DEFAULT_EXTERNAL_ATTR};
 use lvbak::container::{CentralDirectory, ContainerError};
 use lvbak::entry_name::NameRule;
@@ -37,8 +37,14 @@ fn good(digests: bool) -> Vec<u8> {
 fn verify<B: AsRef<[u8]>>(r: Cursor<B>, limits: Limits, depth: Depth) -> Report {
     let b = r.get_ref().as_ref();
     let streamed = lvbak::archive::verify(Cursor::new(b), limits.clone(), depth);
-    let held = verify_holding_directory(Cursor::new(b), limits, depth);
+    let held = verify_holding_directory(Cursor::new(b), limits.clone(), depth);
     assert_eq!(streamed, held, "the streamed and the held verify disagree");
+    // Digests held one or two at a time: the trailer is parsed again for
+    // each window, and the report must not change.
+    for window in [1, 2] {
+        let w = verify_digest_window(Cursor::new(b), limits.clone(), depth, window);
+        assert_eq!(w, held, "a window of {window} digests changes the report");
+    }
     streamed
 }
 

@@ -1,12 +1,13 @@
 //! Archive::open on arbitrary bytes, then deep verify and inspect; the
 //! streamed verify must report exactly what the reader that holds the
-//! directory reports.
+//! directory reports, also when it holds the trailer's digests one at a
+//! time (parsing the trailer again for each).
 #![no_main]
 
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use lvbak::archive::{verify, verify_holding_directory, Depth};
+use lvbak::archive::{verify, verify_digest_window, verify_holding_directory, Depth};
 use lvbak::{Archive, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let fast = verify(Cursor::new(data), limits.clone(), Depth::Fast);
     let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Deep);
     assert_eq!(report, held, "streamed and held deep verify disagree");
+    let windowed = verify_digest_window(Cursor::new(data), limits.clone(), Depth::Deep, 1);
+    assert_eq!(windowed, held, "a window of one digest changes the deep report");
     let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Fast);
     assert_eq!(fast, held, "streamed and held fast verify disagree");
     // Fast problems are a subset of what deep finds (deep runs every fast check).

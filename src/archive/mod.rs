@@ -10,9 +10,9 @@ mod writer;
 pub(crate) use reader::StashedFiles;
 pub use reader::{Archive, Row, Rows};
 pub use table::{Entries, Entry, EntryRef};
-#[doc(hidden)]
-pub use verify::verify_holding_directory;
 pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};
+#[doc(hidden)]
+pub use verify::{verify_digest_window, verify_holding_directory};
 pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
 
 /// The capacity to give a `BufReader` over an archive file (as

@@ -35,8 +35,25 @@ use super::{Digests, LvbakTrailer, Trailer, TrailerSeed};
 pub(crate) enum KeepDigests {
     /// Only their number.
     Count,
-    /// All of them, decoded.
-    All,
+    /// Those at positions `from..from + len`, decoded (the number is still
+    /// of them all): a reader that needs the digests one stretch at a time
+    /// parses the trailer again for each stretch, holding `len` at most.
+    Window {
+        /// Position of the first digest kept.
+        from: usize,
+        /// Most digests kept.
+        len: usize,
+    },
+}
+
+impl KeepDigests {
+    /// Positions of the digests kept.
+    fn range(self) -> std::ops::Range<usize> {
+        match self {
+            KeepDigests::Count => 0..0,
+            KeepDigests::Window { from, len } => from..from.saturating_add(len),
+        }
+    }
 }
 
 /// In-order digests a lean parse decoded from a `sha256` string.
@@ -44,8 +61,8 @@ pub(crate) enum KeepDigests {
 pub(super) struct Tapped {
     /// How many whole digests the string holds.
     pub(super) count: usize,
-    /// The digests, with [`KeepDigests::All`]; empty with
-    /// [`KeepDigests::Count`].
+    /// The digests kept ([`KeepDigests`]), in order: all, none, or a
+    /// window's.
     pub(super) digests: Vec<[u8; 32]>,
 }
 
@@ -106,19 +123,22 @@ impl Lean {
         let want = entries.map_or(self.bound, |e| {
             usize::try_from(e).unwrap_or(usize::MAX).min(self.bound)
         });
-        want.min(RESERVE_CAP)
+        let kept = self.keep.range();
+        let window = want.saturating_sub(kept.start).min(kept.len());
+        window.min(RESERVE_CAP)
     }
 }
 
 impl Trailer {
     /// Like `from_sized_reader`, parsed as the bytes stream (never read
     /// whole), and without ever holding the text of lvbak's in-order
-    /// digests: the `sha256` string is decoded as it is read, and with
-    /// [`KeepDigests::All`] the digests are the only allocation in
-    /// proportion to it, reserved once: for `entries` digests when that
-    /// field comes before `sha256` (as lvbak writes it), else for as many
-    /// as `size` bytes can hold; never for more than `size` bytes can hold
-    /// (`size`: the entry's declared size, as for `from_sized_reader`).
+    /// digests: the `sha256` string is decoded as it is read, and the
+    /// digests a [`KeepDigests::Window`] keeps are the only allocation in
+    /// proportion to it, reserved once: for the window's part of `entries`
+    /// digests when that field comes before `sha256` (as lvbak writes it),
+    /// else of as many as `size` bytes can hold; never for more than
+    /// `size` bytes can hold (`size`: the entry's declared size, as for
+    /// `from_sized_reader`).
     ///
     /// Gives what `from_sized_reader` gives (the same `Ok(None)` and `Err`
     /// cases, an equal trailer), except:
@@ -126,9 +146,10 @@ impl Trailer {
     ///   (not the base64 of whole digests, or their number or `version` not
     ///   right), `raw` holds `null` in its place rather than the string
     ///   (its text was never kept);
-    /// - with [`KeepDigests::Count`], in-order digests are
-    ///   `Digests::InOrder(Vec::new())`; [`Trailer::in_order_count`] gives
-    ///   their number.
+    /// - in-order digests are `Digests::InOrder` of those kept only
+    ///   (none with [`KeepDigests::Count`], a window's with
+    ///   [`KeepDigests::Window`]); [`Trailer::in_order_count`] gives their
+    ///   number.
     pub(crate) fn from_reader_lean<R: Read>(
         r: R,
         max_depth: u32,
@@ -195,7 +216,7 @@ impl<'a, R: BufRead> Tap<'a, R> {
             inner,
             lean,
             mode: Mode::Idle,
-            cap: Capture::new(CHUNK, false, 0),
+            cap: Capture::new(CHUNK, 0..0, 0),
             out: VecDeque::with_capacity(16),
             #[cfg(test)]
             handed: 0,
@@ -280,7 +301,7 @@ impl<R: BufRead> Read for Tap<'_, R> {
                     match b {
                         b' ' | b'\t' | b'\n' | b'\r' | b':' => {}
                         b'"' => {
-                            let keep = self.lean.keep == KeepDigests::All;
+                            let keep = self.lean.keep.range();
                             self.cap = Capture::new(CHUNK, keep, self.lean.reserve(entries));
                             self.mode = Mode::Capture;
                             #[cfg(test)]
@@ -376,7 +397,7 @@ struct Capture {
 }
 
 impl Capture {
-    fn new(chunk: usize, keep: bool, reserve: usize) -> Capture {
+    fn new(chunk: usize, keep: std::ops::Range<usize>, reserve: usize) -> Capture {
         Capture {
             piece: Piece::None,
             bytes: [0; 12],
@@ -585,7 +606,8 @@ struct Digests32 {
     part: [u8; 32],
     fill: usize,
     count: usize,
-    keep: bool,
+    /// Positions of the digests kept.
+    keep: std::ops::Range<usize>,
     digests: Vec<[u8; 32]>,
 }
 
@@ -601,17 +623,17 @@ impl Digests32 {
             bytes = rest;
             if self.fill == 32 {
                 self.fill = 0;
-                self.count += 1;
-                if self.keep {
+                if self.keep.contains(&self.count) {
                     self.digests.push(self.part);
                 }
+                self.count += 1;
             }
         }
     }
 }
 
 impl Decoder {
-    fn new(chunk: usize, keep: bool, reserve: usize) -> Decoder {
+    fn new(chunk: usize, keep: std::ops::Range<usize>, reserve: usize) -> Decoder {
         Decoder {
             ok: true,
             text: [0; CHUNK],
@@ -621,12 +643,12 @@ impl Decoder {
                 part: [0; 32],
                 fill: 0,
                 count: 0,
-                keep,
-                digests: if keep {
-                    Vec::with_capacity(reserve)
-                } else {
+                digests: if keep.is_empty() {
                     Vec::new()
+                } else {
+                    Vec::with_capacity(reserve)
                 },
+                keep,
             },
         }
     }

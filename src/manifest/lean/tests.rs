@@ -79,6 +79,12 @@ impl Read for Chunked<'_> {
     }
 }
 
+/// Every digest kept.
+const ALL: KeepDigests = KeepDigests::Window {
+    from: 0,
+    len: usize::MAX,
+};
+
 /// How the lean parse differs from `from_sized_reader` beyond what its
 /// contract allows, if it does.
 fn lean_differs(
@@ -90,7 +96,17 @@ fn lean_differs(
     let size = text.len() as u64;
     let want =
         Trailer::from_sized_reader(Chunked::new(text, sizes, interrupt, fail_at), DEPTH, size);
-    for keep in [KeepDigests::All, KeepDigests::Count] {
+    for keep in [
+        ALL,
+        KeepDigests::Count,
+        KeepDigests::Window { from: 0, len: 1 },
+        KeepDigests::Window { from: 1, len: 2 },
+        KeepDigests::Window {
+            from: 2,
+            len: usize::MAX,
+        },
+        KeepDigests::Window { from: 5, len: 0 },
+    ] {
         let got = Trailer::from_reader_lean(
             Chunked::new(text, sizes, interrupt, fail_at),
             DEPTH,
@@ -113,7 +129,8 @@ fn lean_differs(
 
 /// Compares a lean parse with the reference, forgiving only the allowed
 /// differences: `null` for a `sha256` string that is not a digest field,
-/// and (with `Count`) in-order digests not kept.
+/// and (with `Count` or a window) in-order digests not kept: a window
+/// keeps exactly the reference's digests at its positions.
 fn trailer_differs(want: &Trailer, mut got: Trailer, keep: KeepDigests) -> Option<String> {
     if got.in_order_count() != want.in_order_count() {
         return Some(format!(
@@ -130,7 +147,7 @@ fn trailer_differs(want: &Trailer, mut got: Trailer, keep: KeepDigests) -> Optio
     {
         return Some("the reference's in-order count is not its number of digests".into());
     }
-    if keep == KeepDigests::Count {
+    {
         if let (
             Some(LvbakTrailer {
                 version: gv,
@@ -144,8 +161,19 @@ fn trailer_differs(want: &Trailer, mut got: Trailer, keep: KeepDigests) -> Optio
             ),
         ) = (&got.lvbak, &want.lvbak)
         {
-            if !g.is_empty() || gv != wv {
-                return Some(format!("kept {} digests with Count", g.len()));
+            let Digests::InOrder(all) = &w.digests else {
+                return Some("unreachable".into());
+            };
+            let range = keep.range();
+            let expect = all
+                .get(range.start.min(all.len())..range.end.min(all.len()))
+                .unwrap_or_default();
+            if g != expect || gv != wv {
+                return Some(format!(
+                    "kept {} digests with {keep:?}, want {}",
+                    g.len(),
+                    expect.len()
+                ));
             }
             got.lvbak = Some(w.clone());
         }
@@ -198,14 +226,9 @@ fn valid_fields_of_any_count_and_key_order_agree() {
             ] {
                 let text = lvbak_doc(&fields.map(String::as_str).join(","));
                 assert_agrees(&text);
-                let t = Trailer::from_reader_lean(
-                    &text[..],
-                    DEPTH,
-                    text.len() as u64,
-                    KeepDigests::All,
-                )
-                .unwrap()
-                .unwrap();
+                let t = Trailer::from_reader_lean(&text[..], DEPTH, text.len() as u64, ALL)
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(t.digest_at(0), digests(n, 1).first().copied());
                 assert_eq!(t.in_order_count(), Some(n));
                 let t = Trailer::from_reader_lean(
@@ -420,7 +443,7 @@ fn hand_written_cases_agree() {
     for at in [50, 1000, 50_000, big.len() - 5, big.len()] {
         assert!(lean_differs(&big, &[], 0, Some(at)).is_none(), "{at}");
         let r = Chunked::new(&big, &[], 0, Some(at));
-        let e = Trailer::from_reader_lean(r, DEPTH, 0, KeepDigests::All).unwrap_err();
+        let e = Trailer::from_reader_lean(r, DEPTH, 0, ALL).unwrap_err();
         assert_eq!(e.to_string(), format!("failed at byte {at}"));
     }
 }
@@ -486,11 +509,16 @@ proptest! {
         edits in edits(),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
         chunk in proptest::sample::select(vec![8usize, 12, 16, 44, CHUNK]),
-        keep in any::<bool>(),
+        from in 0usize..6,
+        len in proptest::sample::select(vec![0usize, 1, 2, 5, usize::MAX]),
     ) {
         let text = edit(&text, &edits);
+        let keep = from..from.saturating_add(len);
         let want = match NotByName::from_str(&text) {
-            NotByName::Base64(d) => Some((d.len(), if keep { d } else { Vec::new() })),
+            NotByName::Base64(d) => {
+                let kept = d.get(keep.start.min(d.len())..keep.end.min(d.len()));
+                Some((d.len(), kept.unwrap_or_default().to_vec()))
+            }
             _ => None,
         };
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).collect();
@@ -721,7 +749,7 @@ fn the_digest_text_is_never_held() {
             })
             .collect();
         let text = lvbak_doc(&fields.join(","));
-        let (t, handed) = lean_with_handed(&text, KeepDigests::All);
+        let (t, handed) = lean_with_handed(&text, ALL);
         let t = t.expect("parses");
         // The closing quote and one `A` for the whole string.
         assert_eq!(handed, 2, "{order}");
@@ -782,7 +810,7 @@ fn the_digest_text_is_never_held() {
         let mut text = br#"{"lvbak":{"version":3,"entries":1,"sha256":""#.to_vec();
         text.extend(&body);
         text.extend(br#""}}"#);
-        let (_, handed) = lean_with_handed(&text, KeepDigests::All);
+        let (_, handed) = lean_with_handed(&text, ALL);
         assert_eq!(handed, most, "{what}");
         assert!(lean_differs(&text, &[], 0, None).is_none(), "{what}");
     }
