@@ -26,6 +26,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(1);
 fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cases = corpus::cases();
+    let dir = tempfile::tempdir().expect("a temporary folder");
     let mut failures = Vec::new();
     for case in &cases {
         let base = CURRENT.load(Relaxed);
@@ -99,6 +100,23 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
                 failures.push(format!(
                     "{}: {depth:?} verify with a window of one digest {:?}, held {:?}",
                     case.name, windowed.problems, held.problems
+                ));
+            }
+            // On a file with two threads: the trailer read ahead while the
+            // directory is scanned, and deep checks on both threads.
+            let path = dir.path().join(format!("{}.lvbak", case.name));
+            std::fs::write(&path, &case.archive).expect("write a case to a temporary file");
+            let on_file = lvbak::archive::verify_path(
+                &path,
+                lvbak::Limits::default(),
+                depth,
+                2,
+                &mut |_, _, _| {},
+            );
+            if on_file != held {
+                failures.push(format!(
+                    "{}: {depth:?} verify_path on two threads {:?}, held {:?}",
+                    case.name, on_file.problems, held.problems
                 ));
             }
         }

@@ -1241,3 +1241,67 @@ fn by_name_digests_count_only_below_version_3() {
         );
     }
 }
+
+/// `verify_path` on two threads reads the trailer ahead, guessing that it
+/// is the directory's last record: when the last record is a second
+/// `manifest-stats.json` (a duplicate the scan drops) or not the trailer
+/// at all, the report is still the one of the first trailer record.
+#[test]
+fn the_trailer_read_ahead_is_used_only_when_it_is_the_scanned_one() {
+    let object = br#"{"totalEntries":2,"totalBytes":1}"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // Two trailer records: the first is a JSON object, the last is not.
+        ("duplicate trailer last", {
+            let mut b = raw(&[
+                ("manifest.json", MANIFEST),
+                ("manifest-stats.json", object),
+                ("database/chats.ndjson", b"{\"id\":\"c1\"}\n"),
+                ("manifest-stats.jsoQ", b"[1,2,3]"),
+            ]);
+            let (from, to) = (&b"manifest-stats.jsoQ"[..], &b"manifest-stats.json"[..]);
+            let mut at = 0;
+            while let Some(i) = b[at..].windows(from.len()).position(|w| w == from) {
+                b[at + i..at + i + to.len()].copy_from_slice(to);
+                at += i + 1;
+            }
+            b
+        }),
+        // The trailer not last.
+        (
+            "trailer first",
+            raw(&[
+                ("manifest-stats.json", b"[not an object]"),
+                ("manifest.json", MANIFEST),
+                ("database/chats.ndjson", b"{\"id\":\"c1\"}\n"),
+            ]),
+        ),
+        // The trailer last and not an object.
+        (
+            "bad trailer last",
+            raw(&[
+                ("manifest.json", MANIFEST),
+                ("database/chats.ndjson", b"{\"id\":\"c1\"}\n"),
+                ("manifest-stats.json", b"[not an object]"),
+            ]),
+        ),
+        ("an lvbak archive", good(true)),
+    ];
+    for (what, bytes) in cases {
+        let p = tmp.path().join("t.lvbak");
+        std::fs::write(&p, &bytes).unwrap();
+        for depth in [Depth::Fast, Depth::Deep] {
+            let held = verify_holding_directory(Cursor::new(&bytes[..]), Limits::default(), depth);
+            let par =
+                lvbak::archive::verify_path(&p, Limits::default(), depth, 2, &mut |_, _, _| {});
+            assert_eq!(par, held, "{what} {depth:?}");
+            if what == "duplicate trailer last" {
+                assert!(
+                    held.problems.iter().all(|q| q.code != "bad_json"),
+                    "the first trailer record is the trailer: {:?}",
+                    held.problems
+                );
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The `.lvbak` layer over the ZIP container: typed entry names, the
 //! manifest and trailer, NDJSON rows, files, digests and verification.
 
+mod ahead;
 mod reader;
 mod scan;
 mod table;
