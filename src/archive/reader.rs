@@ -146,6 +146,25 @@ pub(crate) fn read_trailer_lean<R: Read + Seek>(
     )
 }
 
+/// The limits a directory of `text` text entries declaring `total`
+/// uncompressed bytes exceeds.
+pub(crate) fn limit_problems(
+    text: u64,
+    total: u64,
+    limits: &Limits,
+) -> impl Iterator<Item = ArchiveError> {
+    let too_many = (text > limits.max_text_entries).then_some(ArchiveError::TooManyTextEntries {
+        count: text,
+        limit: limits.max_text_entries,
+    });
+    let too_large =
+        (total > limits.max_total_uncompressed_bytes).then_some(ArchiveError::TotalTooLarge {
+            declared: total,
+            limit: limits.max_total_uncompressed_bytes,
+        });
+    too_many.into_iter().chain(too_large)
+}
+
 /// The trailer entry's reader, once its declared size is within
 /// `Limits::max_trailer_bytes`.
 fn trailer_reader<'r, R: Read + Seek>(
@@ -260,18 +279,7 @@ fn index_parsed(
     entries.retain(&keep);
     located.sort_by_key(|(pos, _)| *pos);
     let mut problems: Vec<ArchiveError> = located.into_iter().map(|(_, p)| p).collect();
-    if text > limits.max_text_entries {
-        problems.push(ArchiveError::TooManyTextEntries {
-            count: text,
-            limit: limits.max_text_entries,
-        });
-    }
-    if total > limits.max_total_uncompressed_bytes {
-        problems.push(ArchiveError::TotalTooLarge {
-            declared: total,
-            limit: limits.max_total_uncompressed_bytes,
-        });
-    }
+    problems.extend(limit_problems(text, total, limits));
     problems.extend(overlap.into_iter().map(ArchiveError::from));
     (
         Indexed {

@@ -20,7 +20,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::io::{Read, Seek};
 
-use super::reader::{duplicates, folded_hash, Located as LocatedProblems};
+use super::reader::{duplicates, folded_hash, limit_problems, Located as LocatedProblems};
 use super::table::{Entry, Table};
 use super::ArchiveError;
 use crate::container::{
@@ -171,18 +171,7 @@ pub(crate) fn scan_directory<R: Read + Seek>(
     dropped.sort_unstable();
     located.sort_by_key(|(pos, _)| *pos);
     let mut problems: Vec<ArchiveError> = located.into_iter().map(|(_, p)| p).collect();
-    if text > limits.max_text_entries {
-        problems.push(ArchiveError::TooManyTextEntries {
-            count: text,
-            limit: limits.max_text_entries,
-        });
-    }
-    if total > limits.max_total_uncompressed_bytes {
-        problems.push(ArchiveError::TotalTooLarge {
-            declared: total,
-            limit: limits.max_total_uncompressed_bytes,
-        });
-    }
+    problems.extend(limit_problems(text, total, limits));
     problems.extend(own.into_iter().map(ArchiveError::from));
     problems.extend(overlaps.into_iter().map(ArchiveError::from));
     Ok(Some(Scanned {

@@ -313,25 +313,13 @@ pub fn verify_path(
             })
             .collect();
         drop(running_tx);
-        // Progress every 50 ms, and no waiting once the last thread ends
-        // (the channel disconnects when every sender is dropped).
-        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            running_rx.recv_timeout(std::time::Duration::from_millis(50))
-        {
+        reopen_failed = gather(handles, &running_rx, &mut found, &mut || {
             progress(
                 done.load(Ordering::Relaxed),
                 total,
                 bytes.load(Ordering::Relaxed),
-            );
-        }
-        for h in handles {
-            if let Ok((v, e)) = h.join() {
-                found.extend(v);
-                if reopen_failed.is_none() {
-                    reopen_failed = e;
-                }
-            }
-        }
+            )
+        });
     });
     found.sort_by_key(|(i, _)| *i);
     report.problems.extend(found.into_iter().map(|(_, p)| p));
@@ -346,6 +334,36 @@ pub fn verify_path(
     report.bytes_checked = bytes.load(Ordering::Relaxed);
     progress(total, total, report.bytes_checked);
     report
+}
+
+/// Problems found by a checking thread, and why it could not start.
+type Checked = (Vec<(usize, Problem)>, Option<std::io::Error>);
+
+/// Reports progress every 50 ms until every checking thread has ended
+/// (`running` disconnects when the last one drops its sender; no waiting
+/// after that), then gathers their problems into `found`. Returns the
+/// first reason a thread could not start.
+fn gather(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, Checked>>,
+    running: &std::sync::mpsc::Receiver<()>,
+    found: &mut Vec<(usize, Problem)>,
+    progress: &mut dyn FnMut(),
+) -> Option<std::io::Error> {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        running.recv_timeout(std::time::Duration::from_millis(50))
+    {
+        progress();
+    }
+    let mut reopen_failed = None;
+    for h in handles {
+        if let Ok((v, e)) = h.join() {
+            found.extend(v);
+            if reopen_failed.is_none() {
+                reopen_failed = e;
+            }
+        }
+    }
+    reopen_failed
 }
 
 /// What the streamed fast checks leave for the deep ones.
@@ -758,25 +776,13 @@ fn deep_parallel<R: Read + Seek + Send>(
             })
             .collect();
         drop(running_tx);
-        // Progress every 50 ms, and no waiting once the last thread ends
-        // (the channel disconnects when every sender is dropped).
-        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            running_rx.recv_timeout(std::time::Duration::from_millis(50))
-        {
+        reopen_failed = gather(handles, &running_rx, &mut found, &mut || {
             progress(
                 done.load(Ordering::Relaxed),
                 total,
                 bytes.load(Ordering::Relaxed),
-            );
-        }
-        for h in handles {
-            if let Ok((v, e)) = h.join() {
-                found.extend(v);
-                if reopen_failed.is_none() {
-                    reopen_failed = e;
-                }
-            }
-        }
+            )
+        });
     });
     let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
     report
