@@ -1,13 +1,14 @@
 //! Archive::open on arbitrary bytes, then deep verify and inspect; the
 //! streamed verify must report exactly what the reader that holds the
 //! directory reports, also when it holds the trailer's digests one at a
-//! time (parsing the trailer again for each).
+//! time (parsing the trailer again for each), and on a file with two
+//! threads (the trailer read ahead, deep checks shared).
 #![no_main]
 
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use lvbak::archive::{verify, verify_digest_window, verify_holding_directory, Depth};
+use lvbak::archive::{verify, verify_digest_window, verify_holding_directory, verify_path, Depth};
 use lvbak::{Archive, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,8 +20,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report, held, "streamed and held deep verify disagree");
     let windowed = verify_digest_window(Cursor::new(data), limits.clone(), Depth::Deep, 1);
     assert_eq!(windowed, held, "a window of one digest changes the deep report");
-    let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Fast);
-    assert_eq!(fast, held, "streamed and held fast verify disagree");
+    let held_fast = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Fast);
+    assert_eq!(fast, held_fast, "streamed and held fast verify disagree");
+    let path = std::env::temp_dir().join(format!("lvbak-fuzz-{}.lvbak", std::process::id()));
+    if std::fs::write(&path, data).is_ok() {
+        for (depth, want) in [(Depth::Fast, &held_fast), (Depth::Deep, &held)] {
+            let on_file = verify_path(&path, limits.clone(), depth, 2, &mut |_, _, _| {});
+            assert_eq!(&on_file, want, "verify_path on two threads disagrees ({depth:?})");
+        }
+    }
     // Fast problems are a subset of what deep finds (deep runs every fast check).
     if !fast.is_ok() {
         assert!(!report.is_ok(), "fast verify failed but deep passed");
