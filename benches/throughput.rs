@@ -6,7 +6,8 @@
 //!
 //! The `directory` group opens and fast-verifies an archive of 96,000
 //! tiny files (the entry count of the 16× benchmark account), where the
-//! cost is the central directory and the trailer's digests.
+//! cost is the central directory and the trailer's digests: in memory,
+//! and from a file on one thread and on two (the trailer read ahead).
 
 use std::io::Cursor;
 
@@ -146,6 +147,25 @@ fn directory(c: &mut Criterion) {
             assert!(verify(Cursor::new(&archive[..]), Limits::default(), Depth::Fast).is_ok())
         })
     });
+    // As the CLI verifies: from a file, the trailer read on a second
+    // thread while the directory is scanned (one thread: no read-ahead).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("96k.lvbak");
+    std::fs::write(&path, &archive).unwrap();
+    for threads in [1, 2] {
+        g.bench_function(format!("verify_path_fast_96k_{threads}t"), |b| {
+            b.iter(|| {
+                let r = lvbak::archive::verify_path(
+                    &path,
+                    Limits::default(),
+                    Depth::Fast,
+                    threads,
+                    &mut |_, _, _| {},
+                );
+                assert!(r.is_ok(), "{:?}", r.problems);
+            })
+        });
+    }
     g.finish();
 }
 
