@@ -867,7 +867,12 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
     // 1. A sample account in a new SQLite database.
     let mut src = open_store(&src_db, Some(&src_dir), user)?;
     src.begin().map_err(st)?;
-    let rows = demo_rows(user);
+    let columns: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(DEMO_COLUMNS).unwrap_or_default();
+    let rows: Vec<_> = demo_rows(user)
+        .into_iter()
+        .map(|(table, row)| (table, complete_demo_row(&columns, table, &row)))
+        .collect();
     let mut n_rows = 0;
     for (table, row) in &rows {
         if let (Some(spec), Some(obj)) = (lvbak::domain::table(table), row.as_object()) {
@@ -1051,6 +1056,32 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
 }
 
 /// One row in every table of every domain, wired together.
+/// Every column of each table a Lumiverse 1.1 export carries, with a
+/// neutral value (an empty string or JSON text, 0, null, or the first of a
+/// column's allowed words): the server skips a row without every column it
+/// declares NOT NULL (LUMIVERSE-1.1-FORMAT.md §4), so the demo's rows are
+/// completed with these before they are stored.
+const DEMO_COLUMNS: &str = include_str!("demo_columns.json");
+
+/// `row` with every column `DEMO_COLUMNS` lists for `table` that it lacks.
+fn complete_demo_row(
+    columns: &serde_json::Map<String, serde_json::Value>,
+    table: &str,
+    row: &serde_json::Value,
+) -> serde_json::Value {
+    let mut full = columns
+        .get(table)
+        .and_then(|c| c.as_object())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(obj) = row.as_object() {
+        for (k, v) in obj {
+            full.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::Value::Object(full)
+}
+
 fn demo_rows(user: &str) -> Vec<(&'static str, serde_json::Value)> {
     let img = "0de30de3-0000-4000-8000-00000000000a";
     let mut out: Vec<(&'static str, serde_json::Value)> = vec![
@@ -1159,7 +1190,7 @@ fn demo_rows(user: &str) -> Vec<(&'static str, serde_json::Value)> {
     }
     out.extend([
         ("message_breakdowns", json!({"message_id": "msg-1", "chat_id": "chat-1", "data": "{}", "user_id": user})),
-        ("chat_chunks", json!({"id": "chunk-1", "chat_id": "chat-1", "content": "Messages 0-19", "vectorized_at": 1_795_000_000, "vector_model": "demo-embed"})),
+        ("chat_chunks", json!({"id": "chunk-1", "chat_id": "chat-1", "start_message_id": "msg-0", "end_message_id": "msg-19", "content": "Messages 0-19", "vectorized_at": 1_795_000_000, "vector_model": "demo-embed"})),
         ("chat_memory_cache", json!({"id": "cache-1", "chat_id": "chat-1", "settings_key": "k", "chunks_json": "[]", "user_id": user})),
         ("memory_entities", json!({"id": "ent-1", "chat_id": "chat-1", "name": "Archivist"})),
         ("memory_mentions", json!({"id": "men-1", "chat_id": "chat-1", "entity_id": "ent-1", "chunk_id": "chunk-1"})),
@@ -1170,7 +1201,7 @@ fn demo_rows(user: &str) -> Vec<(&'static str, serde_json::Value)> {
         ("cortex_vaults", json!({"id": "vault-1", "name": "Vault", "source_chat_id": "chat-1", "user_id": user})),
         ("cortex_vault_entities", json!({"id": "ve-1", "vault_id": "vault-1", "name": "Archivist"})),
         ("cortex_vault_relations", json!({"id": "vr-1", "vault_id": "vault-1"})),
-        ("cortex_vault_chunks", json!({"id": "vc-1", "vault_id": "vault-1", "content": "memory"})),
+        ("cortex_vault_chunks", json!({"id": "vc-1", "vault_id": "vault-1", "source_chunk_id": "chunk-1", "content": "memory"})),
         ("cortex_chat_links", json!({"id": "link-1", "chat_id": "chat-1", "target_chat_id": "chat-1", "vault_id": "vault-1", "user_id": user})),
         ("dream_weaver_sessions", json!({"id": "dw-1", "session_number": 1, "persona_id": "persona-1", "user_id": user})),
         ("dream_weaver_messages", json!({"id": "dwm-1", "session_id": "dw-1", "payload": "{}", "user_id": user})),
