@@ -1055,7 +1055,6 @@ fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<u8, Failure> {
     })
 }
 
-/// One row in every table of every domain, wired together.
 /// Every column of each table a Lumiverse 1.1 export carries, with a
 /// neutral value (an empty string or JSON text, 0, null, or the first of a
 /// column's allowed words): the server skips a row without every column it
@@ -1082,6 +1081,7 @@ fn complete_demo_row(
     serde_json::Value::Object(full)
 }
 
+/// One row in every table of every domain, wired together.
 fn demo_rows(user: &str) -> Vec<(&'static str, serde_json::Value)> {
     let img = "0de30de3-0000-4000-8000-00000000000a";
     let mut out: Vec<(&'static str, serde_json::Value)> = vec![
