@@ -716,6 +716,18 @@ impl Trailer {
     }
 }
 
+/// Which of the in-order digests (versions 2 and 3) is that of the entry
+/// at central-directory position `at`, the trailer being at `trailer_at`:
+/// digest `at` before the trailer, `at - 1` after it, none for the trailer
+/// itself (FORMAT.md §5.1).
+pub(crate) fn in_order_slot(at: usize, trailer_at: usize) -> Option<usize> {
+    match at.cmp(&trailer_at) {
+        std::cmp::Ordering::Less => Some(at),
+        std::cmp::Ordering::Greater => Some(at - 1),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 fn digests_value(d: &Digests) -> Value {
     match d {
         Digests::ByName(v) => Value::Object(

@@ -1305,3 +1305,47 @@ fn the_trailer_read_ahead_is_used_only_when_it_is_the_scanned_one() {
         }
     }
 }
+
+/// In-order digests skip the trailer's own position (FORMAT.md §5.1): an
+/// entry after the trailer has the digest one before its position.
+#[test]
+fn an_entry_after_the_trailer_has_the_digest_before_its_position() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let t1: &[u8] = b"{\"id\":\"a\"}\n";
+    let png: &[u8] = b"not really a png";
+    // Version 2: digests of the content, so they do not depend on how
+    // the entries were compressed.
+    let with_digests = |ds: &[[u8; 32]]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ds.concat());
+        let trailer = format!(
+            "{{\"counts\":{{}},\"missingFiles\":[],\"lvbak\":{{\"version\":2,\"entries\":{},\"sha256\":\"{b64}\"}}}}",
+            ds.len()
+        );
+        raw(&[
+            ("manifest.json", MANIFEST),
+            ("database/a.ndjson", t1),
+            ("manifest-stats.json", trailer.as_bytes()),
+            ("files/avatars/x.png", png),
+        ])
+    };
+    let right = with_digests(&[sha(MANIFEST), sha(t1), sha(png)]);
+    let r = verify(Cursor::new(&right[..]), Limits::default(), Depth::Deep);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    // The last two digests swapped: both entries are reported.
+    let swapped = with_digests(&[sha(MANIFEST), sha(png), sha(t1)]);
+    let r = verify(Cursor::new(&swapped[..]), Limits::default(), Depth::Deep);
+    let mismatched: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.code == "digest_mismatch")
+        .filter_map(|p| p.entry.clone())
+        .collect();
+    assert_eq!(
+        mismatched,
+        ["database/a.ndjson", "files/avatars/x.png"],
+        "{:?}",
+        r.problems
+    );
+}

@@ -11,7 +11,7 @@ use crate::container::{
     directory_problems, read_directory, CentralDirectory, CentralEntry, ContainerError, EntryReader,
 };
 use crate::entry_name::{Bucket, EntryName, Kind, NameError};
-use crate::manifest::{DigestOf, KeepDigests, Manifest, Trailer};
+use crate::manifest::{in_order_slot, DigestOf, KeepDigests, Manifest, Trailer};
 use crate::ndjson::{check_line, LineKind, LineReader, ReadLineError};
 use crate::Limits;
 
@@ -686,11 +686,7 @@ impl<R> Archive<R> {
                     .find(&EntryName::Trailer)
                     .and_then(|i| self.entries.get(i))
                     .map(|t| t.position())?;
-                match at.cmp(&trailer_at) {
-                    std::cmp::Ordering::Less => t.digest_at(at),
-                    std::cmp::Ordering::Greater => t.digest_at(at - 1),
-                    std::cmp::Ordering::Equal => None,
-                }
+                t.digest_at(in_order_slot(at, trailer_at)?)
             }
         }
     }

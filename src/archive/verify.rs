@@ -18,7 +18,7 @@ use crate::container::{
     check_descriptor, check_local, CentralEntry, ContainerError, DigestOf, LocalInfo,
 };
 use crate::entry_name::EntryName;
-use crate::manifest::{Digests, KeepDigests, Manifest, Trailer};
+use crate::manifest::{in_order_slot, Digests, KeepDigests, Manifest, Trailer};
 use crate::ndjson::LineReader;
 use crate::Limits;
 
@@ -424,11 +424,8 @@ impl DigestWindow {
         r: &mut R,
         pos: usize,
     ) -> Result<Option<[u8; 32]>, Problem> {
-        let at = self.trailer.index;
-        let p = match pos.cmp(&at) {
-            std::cmp::Ordering::Less => pos,
-            std::cmp::Ordering::Greater => pos - 1,
-            std::cmp::Ordering::Equal => return Ok(None),
+        let Some(p) = in_order_slot(pos, self.trailer.index) else {
+            return Ok(None);
         };
         if p >= self.count {
             return Ok(None);
@@ -486,12 +483,8 @@ impl Coverage {
             return;
         }
         self.present += 1;
-        let pos = e.central.index;
-        let recorded = match pos.cmp(&self.trailer_at) {
-            std::cmp::Ordering::Less => pos < self.count,
-            std::cmp::Ordering::Greater => pos - 1 < self.count,
-            std::cmp::Ordering::Equal => false,
-        };
+        let recorded =
+            in_order_slot(e.central.index, self.trailer_at).is_some_and(|p| p < self.count);
         if !recorded {
             self.found.push(digest_missing(e.name.to_string()));
         }
