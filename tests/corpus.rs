@@ -101,10 +101,21 @@ fn every_case_reaches_its_verdict_in_bounded_time_and_heap() {
                 2,
                 &mut |_, _, _| {},
             );
+            // And with every deflated NDJSON entry checked in parts where
+            // it can be split.
+            let in_parts = lvbak::archive::verify_path_split_from(
+                &path,
+                lvbak::Limits::default(),
+                depth,
+                2,
+                0,
+                &mut |_, _, _| {},
+            );
             for (how, report) in [
                 ("streamed", streamed),
                 ("with a window of one digest", windowed),
                 ("verify_path on two threads", on_file),
+                ("verify_path in parts", in_parts),
             ] {
                 if report != held {
                     failures.push(format!(

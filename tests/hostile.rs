@@ -1349,3 +1349,85 @@ fn an_entry_after_the_trailer_has_the_digest_before_its_position() {
         r.problems
     );
 }
+
+/// A table of several of the writer's 1 MiB segments, deep-checked in
+/// parts on two and three threads (`verify_path_split_from` with a
+/// threshold of 0), reports exactly as the reader that holds the
+/// directory checking it in one pass: sound, and with bytes changed
+/// anywhere in its stored data, the bytes of its flush points included.
+#[test]
+fn a_table_checked_in_parts_reports_as_one_pass_does() {
+    // Without digests, only the CRC-32 tells a changed byte that still
+    // inflates.
+    for digests in [true, false] {
+        table_in_parts(digests);
+    }
+}
+
+fn table_in_parts(digests: bool) {
+    let m = Manifest::new(ID, 1_700_000_000);
+    let opts = WriteOptions {
+        deterministic: true,
+        digests,
+        ..WriteOptions::default()
+    };
+    let mut w = lvbak::ArchiveWriter::new(Vec::new(), &m, opts).unwrap();
+    let mut t = w.table("messages").unwrap();
+    for i in 0..30_000 {
+        let text = "words of a message ".repeat(i % 17);
+        t.write_row(&format!(
+            r#"{{"id":"m{i}","chat_id":"c{}","content":"{text}"}}"#,
+            i % 50
+        ))
+        .unwrap();
+    }
+    t.finish().unwrap();
+    w.add_file(Bucket::Avatars, "a.png", &b"AAAAAAAA"[..])
+        .unwrap();
+    let good = w.finish().unwrap().0;
+    // The table's stored data: after its local header's name and extra field.
+    let name = b"database/messages.ndjson";
+    let at = good.windows(name.len()).position(|w| w == name).unwrap();
+    let extra = u16::from_le_bytes([good[at - 2], good[at - 1]]) as usize;
+    let start = at + name.len() + extra;
+    let end = start
+        + good[start..]
+            .windows(4)
+            .position(|w| w == b"PK\x07\x08" || w == b"PK\x03\x04")
+            .unwrap();
+    let flushes: Vec<usize> = (start..end - 4)
+        .filter(|&i| good[i..i + 4] == [0, 0, 0xff, 0xff])
+        .collect();
+    assert!(flushes.len() >= 3, "the table spans several segments");
+    let mut changed: Vec<usize> = (0..40).map(|k| start + (end - start) * k / 40).collect();
+    for f in &flushes {
+        changed.extend([*f, f + 3, f + 4]);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("t.lvbak");
+    let mut cases = vec![("sound".to_owned(), good.clone())];
+    for i in changed {
+        let mut b = good.clone();
+        b[i] ^= 0x20;
+        cases.push((format!("byte {} of {} changed", i - start, end - start), b));
+    }
+    for (what, bytes) in cases {
+        std::fs::write(&p, &bytes).unwrap();
+        let held =
+            verify_holding_directory(Cursor::new(&bytes[..]), Limits::default(), Depth::Deep);
+        if what == "sound" {
+            assert!(held.is_ok(), "{:?}", held.problems);
+        }
+        for threads in [2, 3] {
+            let split = lvbak::archive::verify_path_split_from(
+                &p,
+                Limits::default(),
+                Depth::Deep,
+                threads,
+                0,
+                &mut |_, _, _| {},
+            );
+            assert_eq!(split, held, "{what}, {threads} threads, digests {digests}");
+        }
+    }
+}

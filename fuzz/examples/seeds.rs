@@ -88,6 +88,13 @@ fn main() {
             true,
         ),
     );
+    // A table of three of the writer's 1 MiB segments: deep verify on two
+    // threads checks it in parts (`verify_path_split_from`).
+    let long: Vec<String> = (0..24_000)
+        .map(|i| format!(r#"{{"id":"m{i}","content":"{}"}}"#, "word ".repeat(i % 19)))
+        .collect();
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    put(&dir, "open_verify", "rows-segments", &archive(None, &long, false));
     for (i, line) in [
         "{\"id\":\"c1\",\"name\":\"Hello\"}\n{\"a\":[1,2.5e3,true,null]}\n",
         "\n\nnull\n0\n\"\"\n{}\n",

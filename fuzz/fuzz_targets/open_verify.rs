@@ -8,7 +8,10 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use lvbak::archive::{verify, verify_digest_window, verify_holding_directory, verify_path, Depth};
+use lvbak::archive::{
+    verify, verify_digest_window, verify_holding_directory, verify_path, verify_path_split_from,
+    Depth,
+};
 use lvbak::{Archive, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
             let on_file = verify_path(&path, limits.clone(), depth, 2, &mut |_, _, _| {});
             assert_eq!(&on_file, want, "verify_path on two threads disagrees ({depth:?})");
         }
+        // Every deflated NDJSON entry checked in parts where it can be split.
+        let in_parts = verify_path_split_from(&path, limits.clone(), Depth::Deep, 2, 0, &mut |_, _, _| {});
+        assert_eq!(in_parts, held, "verify_path in parts disagrees");
     }
     // Fast problems are a subset of what deep finds (deep runs every fast check).
     if !fast.is_ok() {

@@ -4,6 +4,7 @@
 mod ahead;
 mod reader;
 mod scan;
+mod split;
 mod table;
 mod verify;
 mod writer;
@@ -13,7 +14,7 @@ pub use reader::{Archive, Row, Rows};
 pub use table::{Entries, Entry, EntryRef};
 pub use verify::{verify, verify_path, verify_with_progress, Depth, Problem, ProgressFn, Report};
 #[doc(hidden)]
-pub use verify::{verify_digest_window, verify_holding_directory};
+pub use verify::{verify_digest_window, verify_holding_directory, verify_path_split_from};
 pub use writer::{ArchiveWriter, FileWriter, Summary, TableWriter, WriteOptions};
 
 /// The capacity to give a `BufReader` over an archive file (as

@@ -13,6 +13,7 @@ use super::reader::{
     checked_reader, next_checked_line, read_capped, read_indexed, read_trailer_lean,
 };
 use super::scan::{scan_directory, Cursor, Scanned};
+use super::split::{check_in_parts, Plan};
 use super::{Archive, ArchiveError};
 use crate::container::{
     check_descriptor, check_local, CentralEntry, ContainerError, DigestOf, LocalInfo,
@@ -158,7 +159,7 @@ fn held_with_progress<R: Read + Seek>(
             break;
         };
         let digest = archive.digest_of(i);
-        let (n, found) = check_entry(archive.reader_mut(), &ctx, &e, digest, &mut scratch);
+        let (n, found) = check_entry(archive.reader_mut(), &ctx, &e, digest, &mut scratch, None);
         report.bytes_checked += n;
         report.problems.extend(found);
         progress(i as u64 + 1, total, report.bytes_checked);
@@ -208,6 +209,20 @@ pub fn verify_path(
     threads: usize,
     progress: ProgressFn<'_>,
 ) -> Report {
+    verify_path_split_from(path, limits, depth, threads, SPLIT_FROM, progress)
+}
+
+/// [`verify_path`], checking in parts the deflated NDJSON entries of at
+/// least `split_from` stored bytes (for tests: the default is 8 MiB).
+#[doc(hidden)]
+pub fn verify_path_split_from(
+    path: &std::path::Path,
+    limits: Limits,
+    depth: Depth,
+    threads: usize,
+    split_from: u64,
+    progress: ProgressFn<'_>,
+) -> Report {
     use std::sync::atomic::{AtomicU64, Ordering};
     let open = || {
         std::fs::File::open(path).map(|f| std::io::BufReader::with_capacity(super::FILE_BUFFER, f))
@@ -253,7 +268,15 @@ pub fn verify_path(
         None => {} // verified below by the reader that holds the directory
         Some((report, None)) => return report,
         Some((mut report, Some(deep))) => {
-            deep_parallel(first, &open, threads, deep, &mut report, progress);
+            deep_parallel(
+                first,
+                &open,
+                threads,
+                split_from,
+                deep,
+                &mut report,
+                progress,
+            );
             return report;
         }
     }
@@ -303,7 +326,8 @@ pub fn verify_path(
                             continue;
                         };
                         let digest = a.digest_of(i);
-                        let (n, found) = check_entry(a.reader_mut(), ctx, &e, digest, &mut scratch);
+                        let (n, found) =
+                            check_entry(a.reader_mut(), ctx, &e, digest, &mut scratch, None);
                         bytes.fetch_add(n, Ordering::Relaxed);
                         out.extend(found.into_iter().map(|p| (i, p)));
                         done.fetch_add(1, Ordering::Relaxed);
@@ -654,7 +678,7 @@ fn deep_sequential<R: Read + Seek>(
                 c.see(&e);
             }
             let digest = lookup(&mut deep.digests, r, e.central.index, &mut found);
-            let (n, problems) = check_entry(r, &deep.ctx, &e, digest, &mut scratch);
+            let (n, problems) = check_entry(r, &deep.ctx, &e, digest, &mut scratch, None);
             report.bytes_checked += n;
             found.extend(problems);
             done += 1;
@@ -674,6 +698,7 @@ fn deep_parallel<R: Read + Seek + Send>(
     first: R,
     open: &(dyn Fn() -> std::io::Result<R> + Sync),
     threads: usize,
+    split_from: u64,
     mut deep: Streamed,
     report: &mut Report,
     progress: ProgressFn<'_>,
@@ -696,6 +721,14 @@ fn deep_parallel<R: Read + Seek + Send>(
         failed: None,
     });
     let deep = &deep;
+    // An entry checked in parts takes as many threads as there are
+    // workers; the other workers' entries share the cores with them.
+    let check = |r: &mut R, plan: &Plan| check_in_parts(r, open, plan, threads);
+    let splitting = Splitting {
+        check: &check,
+        from: split_from,
+    };
+    let split = Some(&splitting);
     let done = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let mut found: Vec<(usize, Problem)> = Vec::new();
@@ -758,7 +791,7 @@ fn deep_parallel<R: Read + Seek + Send>(
                             let i = e.central.index;
                             out.extend(reread.into_iter().map(|p| (i, p)));
                             let (n, problems) =
-                                check_entry(&mut f, &deep.ctx, &e, digest, &mut scratch);
+                                check_entry(&mut f, &deep.ctx, &e, digest, &mut scratch, split);
                             bytes.fetch_add(n, Ordering::Relaxed);
                             out.extend(problems.into_iter().map(|p| (i, p)));
                             done.fetch_add(1, Ordering::Relaxed);
@@ -924,9 +957,10 @@ pub(crate) fn check_entry<R: Read + Seek>(
     e: &super::Entry,
     digest: Option<[u8; 32]>,
     scratch: &mut [u8],
+    split: Option<&Splitting<'_, R>>,
 ) -> (u64, Vec<Problem>) {
     let mut found = Vec::new();
-    let (n, local) = match deep_entry(r, ctx, e, digest, scratch) {
+    let (n, local) = match deep_entry(r, ctx, e, digest, scratch, split) {
         Ok(checked) => checked,
         Err(err) => {
             found.push((&err).into());
@@ -967,9 +1001,15 @@ fn deep_entry<R: Read + Seek>(
     e: &super::Entry,
     digest: Option<[u8; 32]>,
     scratch: &mut [u8],
+    split: Option<&Splitting<'_, R>>,
 ) -> Result<(u64, Option<LocalInfo>), ArchiveError> {
     let name = &e.name;
     let size = e.central.uncompressed_size;
+    if let Some(s) = split.filter(|s| name.is_ndjson() && e.central.compressed_size >= s.from) {
+        if let Some(local) = in_parts(r, s, ctx, e, digest) {
+            return Ok((size, Some(local)));
+        }
+    }
     if name.is_ndjson() && size > PIPELINE_FROM {
         return deep_ndjson_pipelined(r, ctx, e, digest).map(|n| (n, None));
     }
@@ -1003,6 +1043,49 @@ fn deep_entry<R: Read + Seek>(
     }
     let local = er.local_info();
     Ok((er.drain_with(scratch)?, Some(local)))
+}
+
+/// Deep checks of a large deflated NDJSON entry in parts on several
+/// threads (see [`super::split`]), when it can be split.
+pub(crate) struct Splitting<'a, R> {
+    /// Checks the entry a [`Plan`] describes in parts, reading part 0
+    /// through the reader given.
+    check: &'a (dyn Fn(&mut R, &Plan) -> bool + Sync),
+    /// Entries with fewer stored bytes are checked in one pass.
+    from: u64,
+}
+
+/// Stored bytes from which a deflated NDJSON entry is checked in parts
+/// (when [`verify_path`] has more than one thread).
+const SPLIT_FROM: u64 = 8 << 20;
+
+/// Entry `e` checked by [`Splitting`]: where its local header puts its
+/// data when every check passed, `None` when it could not be split or
+/// anything failed (the caller then checks it in one pass, which reports
+/// the problems).
+fn in_parts<R: Read + Seek>(
+    r: &mut R,
+    s: &Splitting<'_, R>,
+    ctx: &DeepCtx,
+    e: &super::Entry,
+    digest: Option<[u8; 32]>,
+) -> Option<LocalInfo> {
+    if e.central.method != crate::container::records::METHOD_DEFLATED
+        || (digest.is_some() && ctx.covers != DigestOf::Stored)
+    {
+        return None;
+    }
+    let local = check_local(r, &e.central).ok()?;
+    let plan = Plan {
+        data_start: local.data_start,
+        data_end: local.data_end,
+        size: e.central.uncompressed_size,
+        crc: e.central.crc32,
+        stored_sha256: digest,
+        line_cap: ctx.line_cap,
+        max_depth: ctx.max_json_depth,
+    };
+    (s.check)(r, &plan).then_some(local)
 }
 
 /// Bytes of each checking thread's read buffer for plain entries.
@@ -1267,6 +1350,54 @@ mod tests {
         w.finish().unwrap().0
     }
 
+    /// An archive whose `messages` table spans several of the writer's
+    /// 1 MiB segments.
+    fn big_table() -> Vec<u8> {
+        let m = Manifest::new("11111111-2222-4333-8444-555555555555", 1_700_000_000);
+        let opts = WriteOptions {
+            deterministic: true,
+            ..WriteOptions::default()
+        };
+        let mut w = ArchiveWriter::new(Vec::new(), &m, opts).unwrap();
+        let mut t = w.table("messages").unwrap();
+        for i in 0..30_000 {
+            let text = "words of a message ".repeat(i % 17);
+            t.write_row(&format!(
+                r#"{{"id":"m{i}","chat_id":"c{}","content":"{text}"}}"#,
+                i % 50
+            ))
+            .unwrap();
+        }
+        t.finish().unwrap();
+        w.finish().unwrap().0
+    }
+
+    #[test]
+    fn the_writers_table_is_checked_in_parts() {
+        let b = big_table();
+        let archive = Archive::open(Cursor::new(&b[..]), Limits::default()).unwrap();
+        let i = archive.find(&EntryName::Table("messages".into())).unwrap();
+        let e = archive.entry(i).unwrap().to_entry();
+        assert!(e.central.uncompressed_size > 3 * crate::container::write::CHUNK as u64);
+        let digest = archive.digest_of(i);
+        assert!(digest.is_some());
+        let ctx = DeepCtx::of(&archive);
+        let open = || Ok(Cursor::new(b.clone()));
+        for parts in [2, 3] {
+            let check =
+                |r: &mut Cursor<Vec<u8>>, plan: &Plan| check_in_parts(r, &open, plan, parts);
+            let s = Splitting {
+                check: &check,
+                from: 0,
+            };
+            let local = in_parts(&mut Cursor::new(b.clone()), &s, &ctx, &e, digest);
+            assert!(local.is_some(), "{parts} parts");
+            // A wrong digest is not taken.
+            let wrong = in_parts(&mut Cursor::new(b.clone()), &s, &ctx, &e, Some([0; 32]));
+            assert!(wrong.is_none());
+        }
+    }
+
     /// The deep checks on two threads with `window` digests held at a
     /// time, as `verify_path` runs them on a file.
     fn parallel(b: &[u8], window: usize) -> Report {
@@ -1277,7 +1408,7 @@ mod tests {
             None => panic!("the streamed checks gave up"),
             Some((report, None)) => report,
             Some((mut report, Some(deep))) => {
-                deep_parallel(first, &open, 2, deep, &mut report, &mut |_, _, _| {});
+                deep_parallel(first, &open, 2, 0, deep, &mut report, &mut |_, _, _| {});
                 report
             }
         }
