@@ -53,6 +53,12 @@ const BUF: usize = 256 * 1024;
 /// Random bytes in the probe's stored block.
 const PROBE_LEN: usize = 32;
 
+/// The most each part keeps of a partial line at either end (the line cap
+/// when lower): a longer line across a part's ends makes the entry be
+/// checked in one pass, so that parts never hold much more than the
+/// one-pass check's single line (the cap can be unlimited).
+const KEEP: u64 = 1 << 20;
+
 /// What is known of the entry before it is read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
@@ -370,6 +376,8 @@ fn hash_range<R: Read + Seek>(
 #[derive(Debug)]
 struct PartLines {
     cap: u64,
+    /// The most kept at either end: the cap, or [`KEEP`] if lower.
+    keep: u64,
     depth: u32,
     /// The bytes before the first `\n` while it is still to come (`None`
     /// for the first part, whose first line starts at its first byte).
@@ -385,6 +393,7 @@ impl PartLines {
     fn new(first: bool, cap: u64, depth: u32) -> PartLines {
         PartLines {
             cap,
+            keep: cap.min(KEEP),
             depth,
             head: (!first).then(Vec::new),
             newline: false,
@@ -398,11 +407,11 @@ impl PartLines {
             if let Some(head) = &mut self.head {
                 let Some(i) = memchr::memchr(b'\n', bytes) else {
                     head.extend_from_slice(bytes);
-                    return head.len() as u64 <= self.cap;
+                    return head.len() as u64 <= self.keep;
                 };
                 head.extend_from_slice(&bytes[..i]);
                 self.newline = true;
-                if head.len() as u64 > self.cap {
+                if head.len() as u64 > self.keep {
                     return false;
                 }
                 bytes = &bytes[i + 1..];
@@ -424,8 +433,10 @@ impl PartLines {
             }
             start = i + 1;
         }
+        // (A tail over the cap is a line over the cap; one over `keep`
+        // sends the entry to the one-pass check.)
         self.tail.extend_from_slice(&bytes[start..]);
-        self.tail.len() as u64 <= self.cap
+        self.tail.len() as u64 <= self.keep
     }
 }
 
@@ -763,6 +774,18 @@ mod tests {
         // The first part has no head: its first line is checked whole.
         let mut lines = PartLines::new(true, 10, 64);
         assert!(!lines.feed(b"0123456789x"));
+        // With no cap, a part keeps at most KEEP bytes at either end.
+        let long = vec![b' '; KEEP as usize];
+        for first in [false, true] {
+            let mut lines = PartLines::new(first, u64::MAX, 64);
+            assert!(lines.feed(&long));
+            assert!(!lines.feed(b" "), "first part: {first}");
+        }
+        // A whole line within one read is checked where it lies.
+        let mut lines = PartLines::new(true, u64::MAX, 64);
+        let mut whole = long.clone();
+        whole.extend_from_slice(b"  \n");
+        assert!(lines.feed(&whole));
     }
 
     #[test]
