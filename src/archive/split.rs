@@ -108,19 +108,26 @@ pub(crate) fn check_in_parts<R: Read + Seek + Send>(
     let stop = AtomicBool::new(false);
     let results: Vec<Option<PartOut>> = std::thread::scope(|sc| {
         let (stop, probe, payload, bounds) = (&stop, &probe, &payload, &bounds);
+        // (A thread the system cannot start is a part that failed.)
         let others: Vec<_> = (1..bounds.len() - 1)
             .map(|i| {
-                sc.spawn(move || {
-                    let mut r = open().ok()?;
-                    let last = i == bounds.len() - 2;
-                    let end = (!last).then_some((&probe[..], &payload[..]));
-                    let out =
-                        inflate_part(&mut r, bounds[i], bounds[i + 1], false, end, plan, stop);
-                    if out.is_none() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    out
-                })
+                let spawned = std::thread::Builder::new()
+                    .name("lvbak-verify-part".into())
+                    .spawn_scoped(sc, move || {
+                        let mut r = open().ok()?;
+                        let last = i == bounds.len() - 2;
+                        let end = (!last).then_some((&probe[..], &payload[..]));
+                        let out =
+                            inflate_part(&mut r, bounds[i], bounds[i + 1], false, end, plan, stop);
+                        if out.is_none() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        out
+                    });
+                if spawned.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                spawned.ok()
             })
             .collect();
         let end = Some((&probe[..], &payload[..]));
@@ -142,7 +149,11 @@ pub(crate) fn check_in_parts<R: Read + Seek + Send>(
             stop.store(true, Ordering::Relaxed);
         }
         let mut all = vec![part0];
-        all.extend(others.into_iter().map(|h| h.join().ok().flatten()));
+        all.extend(
+            others
+                .into_iter()
+                .map(|h| h.and_then(|h| h.join().ok().flatten())),
+        );
         all
     });
     let Some(parts) = results.into_iter().collect::<Option<Vec<_>>>() else {
