@@ -2,7 +2,9 @@
 //!
 //! Workload: one table of 50,000 rows of ~1 KB prose-like text plus 100
 //! stored files of 256 KiB random bytes (~76 MB uncompressed). Run with
-//! `cargo bench --bench throughput`.
+//! `cargo bench --bench throughput`. `verify_path_deep_2t_one_pass` and
+//! `_parts` deep-verify it from a file on two threads, the table inflated
+//! on one thread or in parts.
 //!
 //! The `directory` group opens and fast-verifies an archive of 96,000
 //! tiny files (the entry count of the 16× benchmark account), where the
@@ -112,6 +114,27 @@ fn bench(c: &mut Criterion) {
             assert!(verify(Cursor::new(&archive[..]), Limits::default(), Depth::Deep).is_ok())
         })
     });
+    // As the CLI verifies, from a file on two threads: the message table
+    // inflated on one thread (threshold above every entry) or in parts
+    // (threshold 0).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("archive.lvbak");
+    std::fs::write(&path, &archive).unwrap();
+    for (name, split_from) in [("one_pass", u64::MAX), ("parts", 0)] {
+        g.bench_function(format!("verify_path_deep_2t_{name}"), |b| {
+            b.iter(|| {
+                let r = lvbak::archive::verify_path_split_from(
+                    &path,
+                    Limits::default(),
+                    Depth::Deep,
+                    2,
+                    split_from,
+                    &mut |_, _, _| {},
+                );
+                assert!(r.is_ok(), "{:?}", r.problems);
+            })
+        });
+    }
     g.finish();
     let mut g = c.benchmark_group("verify_fast");
     g.bench_function("fast", |b| {
