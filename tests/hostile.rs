@@ -1406,6 +1406,17 @@ fn table_in_parts(digests: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("t.lvbak");
     let mut cases = vec![("sound".to_owned(), good.clone())];
+    // The table's central and local records marked encrypted.
+    let mut encrypted = good.clone();
+    let central = at
+        + name.len()
+        + good[at + name.len()..]
+            .windows(name.len())
+            .position(|w| w == name)
+            .unwrap();
+    encrypted[central - 46 + 8] |= 1;
+    encrypted[at - 30 + 6] |= 1;
+    cases.push(("encrypted".to_owned(), encrypted));
     for i in changed {
         let mut b = good.clone();
         b[i] ^= 0x20;

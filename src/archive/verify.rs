@@ -1070,7 +1070,10 @@ fn in_parts<R: Read + Seek>(
     e: &super::Entry,
     digest: Option<[u8; 32]>,
 ) -> Option<LocalInfo> {
-    if e.central.method != crate::container::records::METHOD_DEFLATED
+    use crate::container::records::{FLAG_ENCRYPTED, METHOD_DEFLATED};
+    // (What the entry reader refuses before reading, refused here too.)
+    if e.central.method != METHOD_DEFLATED
+        || e.central.flags & FLAG_ENCRYPTED != 0
         || (digest.is_some() && ctx.covers != DigestOf::Stored)
     {
         return None;
