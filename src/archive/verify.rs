@@ -200,8 +200,13 @@ fn fast_checks<R: Read + Seek>(
 
 /// [`verify`] of a file on disk, with the deep checks spread over
 /// `threads` threads (0: one per core, at most 4), each with its own file
-/// handle. Problems are reported in central-directory order, whatever the
-/// thread count. `progress` is called from the calling thread.
+/// handle. A deflated NDJSON entry of 8 MiB or more stored (an account's
+/// message table) is inflated in parts, one per thread, from the points
+/// lvbak's writer leaves between its 1 MiB segments, each proved before it
+/// is used; an entry without such points (the server's) is inflated in
+/// one pass. Problems are reported in central-directory order, and the
+/// same, whatever the thread count. `progress` is called from the calling
+/// thread.
 pub fn verify_path(
     path: &std::path::Path,
     limits: Limits,
