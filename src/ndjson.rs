@@ -56,6 +56,13 @@ pub enum LineError {
     },
 }
 
+/// Whether `line` (without its `\n`) is blank: spaces, tabs and `\r`
+/// only, or empty. Readers skip such lines, as the server's importer
+/// does (LUMIVERSE-1.1-FORMAT.md §4).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
 /// Reads `\n`-separated lines from a `BufRead`, never holding more than
 /// `cap` + 1 bytes of one line, skipping blank lines, counting line numbers
 /// (1-based, blank lines included).
@@ -156,7 +163,7 @@ impl<R: BufRead> LineReader<R> {
             self.line_no += 1;
             // A blank line (a line feed ends every line, so the stream's
             // final `\n` never yields one: `saw_any` was false then).
-            if self.buf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            if is_blank(&self.buf) {
                 continue;
             }
             return Ok(Some(&self.buf));

@@ -319,7 +319,7 @@ fn copy_skipping<R: Read + Seek>(
             return;
         }
         let body = line.strip_suffix(b"\n").unwrap_or(line);
-        if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        if crate::ndjson::is_blank(body) {
             return;
         }
         let checked = if body.len() as u64 > line_cap {

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use flate2::{Decompress, FlushDecompress, Status};
 use sha2::{Digest, Sha256};
 
-use crate::ndjson::check_line;
+use crate::ndjson::{check_line, is_blank};
 
 /// The bytes a full flush ends with: an empty stored block's length and
 /// its complement.
@@ -455,9 +455,7 @@ impl PartLines {
 /// the cap, and blank (spaces, tabs and `\r` only) or a JSON value within
 /// the depth limit.
 fn line_ok(line: &[u8], cap: u64, depth: u32) -> bool {
-    line.len() as u64 <= cap
-        && (line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
-            || check_line(line, depth).is_ok())
+    line.len() as u64 <= cap && (is_blank(line) || check_line(line, depth).is_ok())
 }
 
 /// Whether the parts together pass: sizes and CRC-32 add up to the
