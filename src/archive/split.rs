@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use flate2::{Decompress, FlushDecompress, Status};
 use sha2::{Digest, Sha256};
 
+use crate::container::end_checks;
 use crate::ndjson::{check_line, is_blank};
 
 /// The bytes a full flush ends with: an empty stored block's length and
@@ -133,15 +134,10 @@ pub(crate) fn check_in_parts<R: Read + Seek + Send>(
         let end = Some((&probe[..], &payload[..]));
         let mut part0 = inflate_part(first, bounds[0], bounds[1], true, end, plan, stop);
         // The stored bytes' digest covers the whole entry, in order: part
-        // 0 hashed its own as it read them, and reads the rest again.
-        if let (Some(p), Some(want)) = (&mut part0, plan.stored_sha256) {
-            let sound = p.sha.take().is_some_and(|mut h| {
-                hash_range(first, bounds[1], plan.data_end, &mut h, stop).is_ok() && {
-                    let got: [u8; 32] = h.finalize().into();
-                    bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &want[..]))
-                }
-            });
-            if !sound {
+        // 0 hashed its own as it read them, and reads the rest again
+        // (compared in `parts_agree`).
+        if let Some(h) = part0.as_mut().and_then(|p| p.sha.as_mut()) {
+            if hash_range(first, bounds[1], plan.data_end, h, stop).is_err() {
                 part0 = None;
             }
         }
@@ -237,8 +233,9 @@ struct PartOut {
     crc: crc32fast::Hasher,
     len: u64,
     lines: PartLines,
-    /// The first part's SHA-256 of its stored bytes so far, when the
-    /// entry's digest is checked.
+    /// The first part's SHA-256 of its stored bytes (of the whole entry's
+    /// once [`check_in_parts`] has read the rest), when the entry's digest
+    /// is checked.
     sha: Option<Sha256>,
 }
 
@@ -459,9 +456,18 @@ fn line_ok(line: &[u8], cap: u64, depth: u32) -> bool {
 }
 
 /// Whether the parts together pass: sizes and CRC-32 add up to the
-/// declared ones, and the lines that cross from one part to the next
-/// (and the entry's last line) pass.
+/// declared ones, the lines that cross from one part to the next (and the
+/// entry's last line) pass, and the stored bytes' SHA-256 (in the first
+/// part) is the recorded one.
 fn parts_agree(parts: &[PartOut], plan: &Plan) -> bool {
+    let sha = match (
+        parts.first().and_then(|p| p.sha.clone()),
+        plan.stored_sha256,
+    ) {
+        (_, None) => None,
+        (Some(h), Some(want)) => Some((h, want)),
+        (None, Some(_)) => return false,
+    };
     let mut crc = crc32fast::Hasher::new();
     let mut len = 0u64;
     // The line begun in earlier parts and not yet ended.
@@ -485,9 +491,11 @@ fn parts_agree(parts: &[PartOut], plan: &Plan) -> bool {
         }
         open.extend_from_slice(&p.lines.tail);
     }
+    // The CRC-32 and the digest compared as the entry reader compares them
+    // (its error, which names the entry, is not needed here).
     len == plan.size
-        && crc.finalize() == plan.crc
         && (open.is_empty() || line_ok(&open, plan.line_cap, plan.max_depth))
+        && end_checks("", Some((crc, plan.crc)), sha).is_ok()
 }
 
 #[cfg(test)]
