@@ -94,7 +94,12 @@ fn main() {
         .map(|i| format!(r#"{{"id":"m{i}","content":"{}"}}"#, "word ".repeat(i % 19)))
         .collect();
     let long: Vec<&str> = long.iter().map(String::as_str).collect();
-    put(&dir, "open_verify", "rows-segments", &archive(None, &long, false));
+    put(
+        &dir,
+        "open_verify",
+        "rows-segments",
+        &archive(None, &long, false),
+    );
     for (i, line) in [
         "{\"id\":\"c1\",\"name\":\"Hello\"}\n{\"a\":[1,2.5e3,true,null]}\n",
         "\n\nnull\n0\n\"\"\n{}\n",

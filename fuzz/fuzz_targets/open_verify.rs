@@ -22,17 +22,24 @@ fuzz_target!(|data: &[u8]| {
     let held = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Deep);
     assert_eq!(report, held, "streamed and held deep verify disagree");
     let windowed = verify_digest_window(Cursor::new(data), limits.clone(), Depth::Deep, 1);
-    assert_eq!(windowed, held, "a window of one digest changes the deep report");
+    assert_eq!(
+        windowed, held,
+        "a window of one digest changes the deep report"
+    );
     let held_fast = verify_holding_directory(Cursor::new(data), limits.clone(), Depth::Fast);
     assert_eq!(fast, held_fast, "streamed and held fast verify disagree");
     let path = std::env::temp_dir().join(format!("lvbak-fuzz-{}.lvbak", std::process::id()));
     if std::fs::write(&path, data).is_ok() {
         for (depth, want) in [(Depth::Fast, &held_fast), (Depth::Deep, &held)] {
             let on_file = verify_path(&path, limits.clone(), depth, 2, &mut |_, _, _| {});
-            assert_eq!(&on_file, want, "verify_path on two threads disagrees ({depth:?})");
+            assert_eq!(
+                &on_file, want,
+                "verify_path on two threads disagrees ({depth:?})"
+            );
         }
         // Every deflated NDJSON entry checked in parts where it can be split.
-        let in_parts = verify_path_split_from(&path, limits.clone(), Depth::Deep, 2, 0, &mut |_, _, _| {});
+        let in_parts =
+            verify_path_split_from(&path, limits.clone(), Depth::Deep, 2, 0, &mut |_, _, _| {});
         assert_eq!(in_parts, held, "verify_path in parts disagrees");
     }
     // Fast problems are a subset of what deep finds (deep runs every fast check).
