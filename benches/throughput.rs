@@ -99,6 +99,20 @@ fn read(b: &[u8]) -> u64 {
     n
 }
 
+/// Verifies the archive at `path` as the CLI does (`verify_path`), or
+/// with `split_from` as the threshold for checking an entry in parts; it
+/// must be sound.
+fn verify_file(path: &std::path::Path, depth: Depth, threads: usize, split_from: Option<u64>) {
+    let (limits, none) = (Limits::default(), &mut |_, _, _| {});
+    let r = match split_from {
+        None => lvbak::archive::verify_path(path, limits, depth, threads, none),
+        Some(from) => {
+            lvbak::archive::verify_path_split_from(path, limits, depth, threads, from, none)
+        }
+    };
+    assert!(r.is_ok(), "{:?}", r.problems);
+}
+
 fn bench(c: &mut Criterion) {
     let d = data();
     let bytes: u64 = d.rows.iter().map(|r| r.len() as u64 + 1).sum::<u64>()
@@ -122,17 +136,7 @@ fn bench(c: &mut Criterion) {
     std::fs::write(&path, &archive).unwrap();
     for (name, split_from) in [("one_pass", u64::MAX), ("parts", 0)] {
         g.bench_function(format!("verify_path_deep_2t_{name}"), |b| {
-            b.iter(|| {
-                let r = lvbak::archive::verify_path_split_from(
-                    &path,
-                    Limits::default(),
-                    Depth::Deep,
-                    2,
-                    split_from,
-                    &mut |_, _, _| {},
-                );
-                assert!(r.is_ok(), "{:?}", r.problems);
-            })
+            b.iter(|| verify_file(&path, Depth::Deep, 2, Some(split_from)))
         });
     }
     g.finish();
@@ -177,16 +181,7 @@ fn directory(c: &mut Criterion) {
     std::fs::write(&path, &archive).unwrap();
     for threads in [1, 2] {
         g.bench_function(format!("verify_path_fast_96k_{threads}t"), |b| {
-            b.iter(|| {
-                let r = lvbak::archive::verify_path(
-                    &path,
-                    Limits::default(),
-                    Depth::Fast,
-                    threads,
-                    &mut |_, _, _| {},
-                );
-                assert!(r.is_ok(), "{:?}", r.problems);
-            })
+            b.iter(|| verify_file(&path, Depth::Fast, threads, None))
         });
     }
     g.finish();

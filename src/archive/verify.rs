@@ -1051,7 +1051,10 @@ fn deep_entry<R: Read + Seek>(
 }
 
 /// Deep checks of a large deflated NDJSON entry in parts on several
-/// threads (see [`super::split`]), when it can be split.
+/// threads (see [`super::split`]), when it can be split. The check is a
+/// closure made where the reader type is known to be `Send` (parts read
+/// on threads of their own), so the one-pass callers of [`check_entry`]
+/// need not be.
 pub(crate) struct Splitting<'a, R> {
     /// Checks the entry a [`Plan`] describes in parts, reading part 0
     /// through the reader given.
